@@ -1,0 +1,29 @@
+# `make test` and `make reproduce` each create .venv (and install the package into it) when it is missing.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+PYTEST_ARGS ?=
+
+.PHONY: test test-slow reproduce bench clean-results
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	# torch: this pin takes the wheels on our build machines' disk; elsewhere any torch>=2.4 will do
+	$(PY) -m pip install torch==2.14.1 torchvision==0.29.1 || $(PY) -m pip install 'torch>=2.4' 'torchvision>=0.19'
+	$(PY) -m pip install -e '.[dev,bench]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -m slow $(PYTEST_ARGS)
+
+reproduce: $(STAMP)
+	$(PY) experiments/digits.py --quick
+
+bench: $(STAMP)
+	$(PY) benchmarks/trainer_overhead.py
+
+clean-results:
+	rm -rf results/

@@ -1,0 +1,72 @@
+"""Methods by name. Every module in `domainadapt.methods` is imported on first lookup, so a new method is
+one file with `@register_method` and nothing else to edit."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import pkgutil
+from typing import Any
+
+from .base import Method, MethodContext
+
+_REGISTRY: dict[str, type[Method]] = {}
+_NOT_METHOD_MODULES = {"base", "registry"}
+_discovered = False
+
+
+class MethodError(ValueError):
+    """Unknown method or bad method options."""
+
+
+def register_method(cls: type[Method]) -> type[Method]:
+    if not cls.name:
+        raise MethodError(f"{cls.__qualname__} must set a class attribute `name`")
+    other = _REGISTRY.get(cls.name)
+    if other is not None and other is not cls and other.__qualname__ != cls.__qualname__:
+        raise MethodError(f"method name '{cls.name}' is taken by {other.__module__}.{other.__qualname__}")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def _discover() -> None:
+    global _discovered
+    if _discovered:
+        return
+    package = importlib.import_module(__package__)
+    for info in pkgutil.iter_modules(package.__path__):
+        if info.name not in _NOT_METHOD_MODULES and not info.name.startswith("_"):
+            importlib.import_module(f"{__package__}.{info.name}")
+    _discovered = True
+
+
+def available_methods() -> list[str]:
+    _discover()
+    return sorted(_REGISTRY)
+
+
+def get_method_class(name: str) -> type[Method]:
+    _discover()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise MethodError(f"unknown method '{name}'; available: {', '.join(sorted(_REGISTRY))}") from None
+
+
+def check_method_kwargs(name: str, kwargs: dict[str, Any]) -> None:
+    """Fail early (before data loading) on options the method's constructor does not take."""
+    cls = get_method_class(name)
+    params = inspect.signature(cls.__init__).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    accepted = {n for n in params if n not in ("self", "context")}
+    unknown = sorted(set(kwargs) - accepted)
+    if unknown:
+        raise MethodError(
+            f"method '{name}' does not take option(s) {unknown}; it takes {sorted(accepted) or 'no options'}"
+        )
+
+
+def build_method(name: str, context: MethodContext, **kwargs: Any) -> Method:
+    check_method_kwargs(name, kwargs)
+    return get_method_class(name)(context, **kwargs)

@@ -1,0 +1,59 @@
+"""Mean ± std over seeds, pivoted into the tables papers print."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+
+def format_mean_std(mean: float, std: float, n: int, digits: int = 1) -> str:
+    std_text = "–" if np.isnan(std) else f"{std:.{digits}f}"
+    return f"{mean:.{digits}f} ± {std_text} ({n})"
+
+
+def summary_table(
+    frame: pd.DataFrame,
+    metric: str = "target_test/acc",
+    rows: Sequence[str] = ("source", "target"),
+    cols: str = "method",
+    scale: float = 100.0,
+    digits: int = 1,
+    col_order: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """Cells 'mean ± std (n)' of `metric × scale` over the runs sharing (rows, cols); std is over seeds (ddof=1).
+
+    Runs that differ in anything but the seed must not share a cell: such a group raises, naming the field."""
+    missing = [c for c in [metric, *rows, cols] if c not in frame.columns]
+    if missing:
+        raise KeyError(f"columns {missing} not in the collected runs; have {sorted(frame.columns)}")
+    _check_only_seeds_differ(frame, [*rows, cols], metric)
+    grouped = frame.groupby([*rows, cols], sort=False)[metric]
+    stats = grouped.agg(mean="mean", std=lambda s: s.std(ddof=1), n="count")
+    cells = stats.apply(lambda r: format_mean_std(r["mean"] * scale, r["std"] * scale, int(r["n"]), digits), axis=1)
+    table = cells.unstack(cols)
+    order = list(col_order) if col_order is not None else list(dict.fromkeys(frame[cols]))
+    table = table[[c for c in order if c in table.columns]]
+    table.columns.name = None
+    return table
+
+
+def _check_only_seeds_differ(frame: pd.DataFrame, keys: list[str], metric: str) -> None:
+    ignore = set(keys) | {"seed", "run_dir", "steps_done", "train_seconds", "config_hash", "device", "progress",
+                          "eval_every", "checkpoint_every", "log_every", "eval_batch_size", "num_workers"}
+    config_cols = [c for c in frame.columns if c not in ignore and "/" not in c]
+    for key, group in frame.groupby(keys, sort=False):
+        for c in config_cols:
+            if group[c].astype(str).nunique() > 1:
+                raise ValueError(f"runs of cell {key} differ in '{c}' ({sorted(group[c].astype(str).unique())}), not only in seed")
+
+
+def render(table: pd.DataFrame, fmt: str = "markdown") -> str:
+    if fmt == "markdown":
+        return table.to_markdown()
+    if fmt == "latex":
+        return table.style.to_latex(hrules=True)
+    if fmt == "csv":
+        return table.to_csv()
+    raise ValueError(f"unknown table format '{fmt}'; choose markdown, latex or csv")

@@ -1,0 +1,171 @@
+"""One run = one directory: config.json first, metrics.jsonl and checkpoints during, result.json last.
+
+result.json is written atomically and only after training ends, so a run directory without it is unfinished:
+`run()` resumes it from its last checkpoint, and a sweep re-runs exactly the runs that have none.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .io import atomic_write_json
+from .train.checkpoint import CheckpointError, load_checkpoint
+from .train.config import TrainConfig
+
+RESULT_FILE = "result.json"
+CONFIG_FILE = "config.json"
+
+
+class RunDirError(ValueError):
+    """The run directory holds a different run."""
+
+
+def check_inputs(config: TrainConfig) -> None:
+    """Every check that needs no data: fails in milliseconds, before any domain is built."""
+    from .data import DomainError, available_domains
+    from .methods import check_method_kwargs
+    from .models import BACKBONES
+
+    config.validate()
+    check_method_kwargs(config.method, config.method_kwargs)
+    names = available_domains()
+    for role in ("source", "target"):
+        name = getattr(config, role)
+        if not (name in names or name.startswith(("file:", "folder:"))):
+            raise DomainError(f"unknown {role} domain '{name}'; available: {', '.join(names)} (or file:PATH, folder:PATH)")
+    if config.backbone not in BACKBONES:
+        raise ValueError(f"unknown backbone '{config.backbone}'; choose one of {list(BACKBONES)}")
+
+
+def read_result(run_dir: str | Path) -> dict[str, Any] | None:
+    path = Path(run_dir) / RESULT_FILE
+    if not path.exists():
+        return None
+    return json.loads(path.read_text())
+
+
+def _claim_run_dir(run_dir: Path, config: TrainConfig) -> None:
+    existing = run_dir / CONFIG_FILE
+    if existing.exists():
+        old = json.loads(existing.read_text())
+        if old.get("config_hash") != config.config_hash():
+            raise RunDirError(
+                f"{run_dir} holds another run (config hash {old.get('config_hash')}, this run is "
+                f"{config.config_hash()}); choose another output directory"
+            )
+
+
+def run(config: TrainConfig, run_dir: str | Path) -> dict[str, Any]:
+    """Train one configuration into `run_dir` (resuming an unfinished run); return result.json's content."""
+    from .data import check_compatible, load_splits
+    from .methods import MethodContext, build_method
+    from .models import build_model
+    from .train.distributed import init_distributed, resolve_device
+    from .train.seeding import seed_everything, set_deterministic
+    from .train.trainer import Trainer
+
+    run_dir = Path(run_dir)
+    check_inputs(config)
+    _claim_run_dir(run_dir, config)
+    done = read_result(run_dir)
+    if done is not None:
+        return done
+
+    device = resolve_device(config.device)  # fails early on a missing CUDA
+    dist_ctx = init_distributed(device.type)
+    try:
+        set_deterministic(config.deterministic)
+        seed_everything(config.seed)
+        split_kwargs = dict(
+            root=config.data_root, image_size=config.image_size, test_fraction=config.test_fraction, split_seed=config.split_seed
+        )
+        source = load_splits(config.source, **split_kwargs)
+        target = load_splits(config.target, **split_kwargs)
+        check_compatible(source["train"], target["train"])
+
+        model = build_model(config.backbone, source["train"].num_classes, config.image_size, config.backbone_kwargs)
+        context = MethodContext(feature_dim=model.feature_dim, num_classes=model.num_classes, total_steps=config.steps)
+        method = build_method(config.method, context, **config.method_kwargs)
+        if dist_ctx.rank > 0:
+            seed_everything(config.seed + 7919 * dist_ctx.rank)  # same init everywhere, own dropout noise per rank
+
+        if dist_ctx.is_main:
+            atomic_write_json(run_dir / CONFIG_FILE, {"config": config.to_dict(), "config_hash": config.config_hash()})
+        trainer = Trainer(
+            config,
+            model,
+            method,
+            source_train=source["train"],
+            target_train=target["train"],
+            eval_sets={"source_test": source["test"], "target_test": target["test"]},
+            run_dir=run_dir,
+            dist_ctx=dist_ctx,
+        )
+        metrics = trainer.fit()
+        result = {
+            "config": config.to_dict(),
+            "config_hash": config.config_hash(),
+            "metrics": metrics,
+            "steps": trainer.step,
+            "train_seconds": trainer.train_seconds,
+            "world_size": dist_ctx.world_size,
+            "device": str(trainer.device),
+            "sizes": {
+                "source_train": len(source["train"]),
+                "source_test": len(source["test"]),
+                "target_train": len(target["train"]),
+                "target_test": len(target["test"]),
+            },
+            "versions": {"torch": torch.__version__, "python": platform.python_version()},
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
+        if dist_ctx.is_main:
+            atomic_write_json(run_dir / RESULT_FILE, result)
+        dist_ctx.barrier()
+        return result
+    finally:
+        dist_ctx.close()
+
+
+def run_name(config: TrainConfig) -> str:
+    safe = lambda s: "".join(c if c.isalnum() or c in "-_" else "-" for c in s)  # noqa: E731
+    return f"{safe(config.method)}__{safe(config.source)}__{safe(config.target)}__s{config.seed}__{config.config_hash()}"
+
+
+def sweep(configs: Iterable[TrainConfig], root: str | Path) -> list[dict[str, Any]]:
+    """Run every config into root/<run_name>; finished runs (result.json present) are read, not re-run."""
+    configs = list(configs)
+    for config in configs:  # validate the whole grid before the first long run
+        check_inputs(config)
+    return [run(config, Path(root) / run_name(config)) for config in configs]
+
+
+def load_trained_model(path: str | Path) -> tuple[torch.nn.Module, TrainConfig]:
+    """The model of a run directory (or a checkpoint file), weights loaded, in eval mode."""
+    from .models import build_model
+
+    path = Path(path)
+    ckpt = path / "checkpoints" / "last.pt" if path.is_dir() else path
+    state = load_checkpoint(ckpt)
+    config = TrainConfig.from_dict(state["config"])
+    num_classes = state["modules"]["model.head.net." + _last_linear(state["modules"]) + ".bias"].numel()
+    model = build_model(config.backbone, num_classes, config.image_size, config.backbone_kwargs)
+    prefix = "model."
+    weights = {k[len(prefix) :]: v for k, v in state["modules"].items() if k.startswith(prefix)}
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as err:
+        raise CheckpointError(f"checkpoint {ckpt} does not fit its own config's model: {err}") from None
+    return model.eval(), config
+
+
+def _last_linear(modules: dict[str, torch.Tensor]) -> str:
+    indices = [int(k.split(".")[3]) for k in modules if k.startswith("model.head.net.") and k.endswith(".bias")]
+    return str(max(indices))

@@ -1,0 +1,19 @@
+"""The shared trainer and what it needs: config, schedules, seeding, checkpoints, DDP, logging."""
+
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .config import ConfigError, TrainConfig
+from .schedules import dann_annealing, lr_factor
+from .trainer import StepModule, Trainer, evaluate
+
+__all__ = [
+    "CheckpointError",
+    "ConfigError",
+    "StepModule",
+    "TrainConfig",
+    "Trainer",
+    "dann_annealing",
+    "evaluate",
+    "load_checkpoint",
+    "lr_factor",
+    "save_checkpoint",
+]

@@ -1,0 +1,379 @@
+"""The shared trainer: one loop for every method, on CPU or GPU, AMP, DDP, accumulation, exact resume.
+
+Step-based (adaptation pairs two endless streams of different lengths). One step = `grad_accum` micro-steps,
+each ONE forward of the concatenated source+target micro-batch; the method turns that forward into named
+losses; the trainer sums, backpropagates (scaled for fp16), clips, steps and schedules. The hot loop does not
+synchronise with the host: losses are summed on the device and read only every `log_every` steps.
+
+A checkpoint holds model + method modules, optimizer, scheduler, grad scaler, every RNG (of every rank), the
+stream positions, the step and the running loss sums, so a killed run resumed from it ends bitwise equal (CPU,
+deterministic mode) to a run that was never stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import Dataset
+
+from ..data.streams import InfiniteBatchStream
+from ..methods.base import Method, StepOutput
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import TrainConfig
+from .distributed import DistContext, resolve_device
+from .logging import MetricsLogger
+from .schedules import lr_factor
+from .seeding import get_rng_state, set_rng_state
+
+
+class StepModule(nn.Module):
+    """Model + method in one module, so DDP wraps (and synchronises) both and one forward yields the losses."""
+
+    def __init__(self, model: nn.Module, method: Method) -> None:
+        super().__init__()
+        self.model = model
+        self.method = method
+
+    def forward(
+        self,
+        x_s: torch.Tensor | None,
+        y_s: torch.Tensor | None,
+        x_t: torch.Tensor | None,
+        y_t: torch.Tensor | None,
+        progress: float,
+        step: int,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        parts = [x for x in (x_s, x_t) if x is not None]
+        x = torch.cat(parts) if len(parts) > 1 else parts[0]
+        f, logits = self.model.features_and_logits(x)
+        n_s = 0 if x_s is None else x_s.shape[0]
+        out = StepOutput(
+            x_s=x_s,
+            y_s=y_s,
+            x_t=x_t,
+            f_s=f[:n_s] if x_s is not None else None,
+            f_t=f[n_s:] if x_t is not None else None,
+            logits_s=logits[:n_s] if x_s is not None else None,
+            logits_t=logits[n_s:] if x_t is not None else None,
+            progress=progress,
+            step=step,
+            y_t=y_t,
+        )
+        losses = self.method.losses(out, self.model)
+        if not losses:
+            raise RuntimeError(f"method '{self.method.name}' returned no losses")
+        total = torch.stack([v.float() for v in losses.values()]).sum()
+        return total, losses
+
+
+def build_param_groups(model: nn.Module, method: Method, lr: float) -> list[dict[str, Any]]:
+    """Model parameters at `lr`; the method's own modules at `lr × method.lr_mult` (default 1)."""
+    groups = [{"name": "model", "params": [p for p in model.parameters() if p.requires_grad], "lr": lr}]
+    method_params = [p for p in method.parameters() if p.requires_grad]
+    if method_params:
+        groups.append({"name": "method", "params": method_params, "lr": lr * float(getattr(method, "lr_mult", 1.0))})
+    return groups
+
+
+def build_optimizer(config: TrainConfig, groups: list[dict[str, Any]]) -> torch.optim.Optimizer:
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    if config.optimizer == "adam":
+        return torch.optim.Adam(groups, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    dataset: Dataset,
+    *,
+    device: torch.device,
+    batch_size: int = 500,
+    dist_ctx: DistContext | None = None,
+    autocast_dtype: torch.dtype | None = None,
+    channels_last: bool = False,
+) -> dict[str, float]:
+    """Accuracy and mean cross-entropy; rows are sharded over ranks and the counts all-reduced."""
+    dist_ctx = dist_ctx or DistContext()
+    was_training = model.training
+    model.eval()
+    index = torch.arange(dist_ctx.rank, len(dataset), dist_ctx.world_size)  # type: ignore[arg-type]
+    totals = torch.zeros(3, dtype=torch.float64, device=device)  # correct, loss sum, count
+    for start in range(0, len(index), batch_size):
+        chunk = index[start : start + batch_size]
+        x, y = _fetch(dataset, chunk)
+        x, y = _to_device(x, device, channels_last), y.to(device, non_blocking=True)
+        with _autocast(device, autocast_dtype):
+            logits = model(x)
+        logits = logits.float()
+        totals[0] += (logits.argmax(1) == y).sum()
+        totals[1] += nn.functional.cross_entropy(logits, y, reduction="sum")
+        totals[2] += y.numel()
+    dist_ctx.all_reduce_sum(totals)
+    model.train(was_training)
+    correct, loss_sum, count = totals.tolist()
+    return {"acc": correct / count, "loss": loss_sum / count}
+
+
+def _fetch(dataset: Dataset, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    get_batch = getattr(dataset, "get_batch", None)
+    if get_batch is not None:
+        return get_batch(index)
+    items = [dataset[int(i)] for i in index]
+    return torch.stack([x for x, _ in items]), torch.tensor([int(y) for _, y in items])
+
+
+def _to_device(x: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
+    if device.type == "cuda":
+        x = x.pin_memory()
+    x = x.to(device, non_blocking=True)
+    if channels_last and x.dim() == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+class Trainer:
+    """Train `model` with `method` on a source and a target training set; evaluate on named sets.
+
+    `run_dir` receives metrics.jsonl and checkpoints/last.pt (rank 0 writes). `fit()` resumes from
+    checkpoints/last.pt when it exists and returns the final metrics.
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        model: nn.Module,
+        method: Method,
+        *,
+        source_train: Dataset,
+        target_train: Dataset,
+        eval_sets: dict[str, Dataset],
+        run_dir: str | Path,
+        dist_ctx: DistContext | None = None,
+    ) -> None:
+        self.config = config.validate()
+        self.config_hash = config.config_hash()
+        self.dist = dist_ctx or DistContext()
+        self.device = resolve_device(config.device, self.dist.local_rank)
+        self.run_dir = Path(run_dir)
+        self.checkpoint_path = self.run_dir / "checkpoints" / "last.pt"
+        self.eval_sets = eval_sets
+
+        if config.channels_last:
+            model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        self.step_module = StepModule(model, method).to(self.device)
+        self.model = model
+        self.method = method
+        if self.dist.enabled:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.engine: nn.Module = DistributedDataParallel(self.step_module, device_ids=ids)
+        else:
+            self.engine = self.step_module
+
+        micro_batch = config.batch_size // config.grad_accum
+        world = self.dist.world_size
+        self.streams: dict[str, InfiniteBatchStream] = {}
+        if method.uses_source:
+            self.streams["source"] = InfiniteBatchStream(
+                source_train, micro_batch, seed=2 * config.seed, rank=self.dist.rank, world_size=world, name="source",
+                num_workers=config.num_workers, pin_memory=self.device.type == "cuda",
+            )
+        if method.uses_target:
+            self.streams["target"] = InfiniteBatchStream(
+                target_train, micro_batch, seed=2 * config.seed + 1, rank=self.dist.rank, world_size=world, name="target",
+                num_workers=config.num_workers, pin_memory=self.device.type == "cuda",
+            )
+
+        self.optimizer = build_optimizer(config, build_param_groups(model, method, config.lr))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer,
+            lr_factor(config.schedule, config.steps, config.warmup_steps, **config.schedule_kwargs),
+        )
+        self.autocast_dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[config.amp]
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=config.amp == "fp16")
+        self.step = 0
+        self.train_seconds = 0.0
+        self._loss_sums: dict[str, torch.Tensor] = {}
+        self._loss_count = 0
+        self.logger = MetricsLogger(self.run_dir / "metrics.jsonl") if self.dist.is_main else None
+        self.last_train_losses: dict[str, float] = {}
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "config_hash": self.config_hash,
+            "config": self.config.to_dict(),
+            "step": self.step,
+            "train_seconds": self.train_seconds,
+            "world_size": self.dist.world_size,
+            "modules": self.step_module.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "streams": {k: s.state_dict() for k, s in self.streams.items()},
+            "rng": self.dist.all_gather_object(get_rng_state()),
+            "loss_sums": {k: v.detach().cpu() for k, v in self._loss_sums.items()},
+            "loss_count": self._loss_count,
+            "last_train_losses": dict(self.last_train_losses),
+        }
+
+    def save_checkpoint(self) -> None:
+        state = self.state_dict()  # every rank takes part (RNG gather)
+        if self.dist.is_main:
+            save_checkpoint(self.checkpoint_path, state)
+        self.dist.barrier()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state["world_size"] != self.dist.world_size:
+            raise ValueError(
+                f"checkpoint was written by {state['world_size']} processes, this run has {self.dist.world_size}"
+            )
+        self.step_module.load_state_dict(state["modules"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        for k, s in self.streams.items():
+            s.load_state_dict(state["streams"][k])
+        set_rng_state(state["rng"][self.dist.rank])
+        self.step = int(state["step"])
+        self.train_seconds = float(state["train_seconds"])
+        self._loss_sums = {k: v.to(self.device) for k, v in state["loss_sums"].items()}
+        self._loss_count = int(state["loss_count"])
+        self.last_train_losses = dict(state.get("last_train_losses", {}))
+
+    def resume_if_possible(self) -> bool:
+        if not self.checkpoint_path.exists():
+            return False
+        self.load_state_dict(load_checkpoint(self.checkpoint_path, expected_hash=self.config_hash))
+        return True
+
+    # ------------------------------------------------------------------ training
+    def _next_batch(self) -> tuple[torch.Tensor | None, ...]:
+        x_s = y_s = x_t = y_t = None
+        cl = self.config.channels_last
+        if "source" in self.streams:
+            x, y = next(self.streams["source"])
+            x_s, y_s = _to_device(x, self.device, cl), y.to(self.device, non_blocking=True)
+        if "target" in self.streams:
+            x, y = next(self.streams["target"])
+            x_t = _to_device(x, self.device, cl)
+            if self.method.uses_target_labels:
+                y_t = y.to(self.device, non_blocking=True)
+        return x_s, y_s, x_t, y_t
+
+    def train_step(self) -> None:
+        config = self.config
+        progress = self.step / config.steps
+        accum = config.grad_accum
+        for micro in range(accum):
+            x_s, y_s, x_t, y_t = self._next_batch()
+            sync = contextlib.nullcontext()
+            if self.dist.enabled and micro < accum - 1:
+                sync = self.engine.no_sync()  # type: ignore[operator]
+            with sync:
+                with _autocast(self.device, self.autocast_dtype):
+                    total, losses = self.engine(x_s, y_s, x_t, y_t, progress, self.step)
+                self.scaler.scale(total / accum).backward()
+            for name, value in losses.items():
+                value = value.detach().float() / accum
+                self._loss_sums[name] = self._loss_sums.get(name, 0.0) + value
+            self._loss_sums["total"] = self._loss_sums.get("total", 0.0) + total.detach() / accum
+        if config.grad_clip is not None:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.step_module.parameters(), config.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        self._loss_count += 1
+        self.step += 1
+
+    def _flush_losses(self) -> dict[str, float]:
+        """Mean loss per term since the last flush, averaged over ranks (the only host sync of training)."""
+        if not self._loss_sums:
+            return {}
+        names = sorted(self._loss_sums)
+        values = torch.stack([torch.as_tensor(self._loss_sums[n], device=self.device).float() for n in names])
+        values = self.dist.all_reduce_sum(values.double()) / (self.dist.world_size * self._loss_count)
+        self._loss_sums, self._loss_count = {}, 0
+        return {f"train/{n}": v for n, v in zip(names, values.tolist())}
+
+    def evaluate_all(self) -> dict[str, float]:
+        metrics: dict[str, float] = {}
+        for name, dataset in self.eval_sets.items():
+            result = evaluate(
+                self.model,
+                dataset,
+                device=self.device,
+                batch_size=self.config.eval_batch_size,
+                dist_ctx=self.dist,
+                autocast_dtype=self.autocast_dtype,
+                channels_last=self.config.channels_last,
+            )
+            metrics.update({f"{name}/{k}": v for k, v in result.items()})
+        return metrics
+
+    def _due(self, every: int) -> bool:
+        return every > 0 and self.step % every == 0
+
+    def fit(self) -> dict[str, Any]:
+        """Train to `config.steps` (resuming if a checkpoint exists); return final metrics."""
+        config = self.config
+        resumed = self.resume_if_possible()
+        if self.logger is not None:
+            self.logger.truncate_after(self.step)
+            if resumed:
+                self.logger.log({"step": self.step, "event": "resumed"})
+        bar = None
+        if config.progress and self.dist.is_main:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=config.steps, initial=self.step, desc=f"{config.method} {config.source}→{config.target}")
+        self.step_module.train()
+        t0 = time.perf_counter()
+        try:
+            while self.step < config.steps:
+                self.train_step()
+                record: dict[str, Any] = {}
+                if self._due(config.log_every) or self.step == config.steps:
+                    record.update(self._flush_losses())
+                    record["lr"] = self.optimizer.param_groups[0]["lr"]
+                    self.last_train_losses = {k: v for k, v in record.items() if k.startswith("train/")}
+                    if not all(math.isfinite(v) for v in self.last_train_losses.values()):
+                        raise FloatingPointError(f"non-finite training loss at step {self.step}: {self.last_train_losses}")
+                if self._due(config.eval_every) and self.step < config.steps:
+                    record.update(self.evaluate_all())
+                if record and self.logger is not None:
+                    self.logger.log({"step": self.step, **record})
+                if bar is not None:
+                    bar.update(1)
+                    if "train/total" in record:
+                        bar.set_postfix(loss=f"{record['train/total']:.4f}")
+                if self._due(config.checkpoint_every) and self.step < config.steps:
+                    self.train_seconds += time.perf_counter() - t0
+                    t0 = time.perf_counter()
+                    self.save_checkpoint()
+        finally:
+            if bar is not None:
+                bar.close()
+        self.train_seconds += time.perf_counter() - t0
+        final = self.evaluate_all()
+        if self.logger is not None:
+            self.logger.log({"step": self.step, "event": "final", **final})
+            self.logger.close()
+        self.save_checkpoint()
+        return {**final, **self.last_train_losses}

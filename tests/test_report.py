@@ -1,0 +1,79 @@
+"""collect → DataFrame → mean ± std tables; the CLI `table`; seed statistics."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from domainadapt.cli import main
+from domainadapt.evaluation import mean_std, t_interval
+from domainadapt.report import collect, render, summary_table
+from domainadapt.train import TrainConfig
+
+ACC = {("source_only", 0): 0.50, ("source_only", 1): 0.54, ("source_only", 2): 0.55,
+       ("target_oracle", 0): 0.95, ("target_oracle", 1): 0.97}
+
+
+def _fake_runs(root: Path) -> None:
+    for (method, seed), acc in ACC.items():
+        cfg = TrainConfig(method=method, source="mnist", target="mnist_m", seed=seed)
+        d = root / f"{method}-{seed}"
+        d.mkdir(parents=True)
+        (d / "result.json").write_text(json.dumps({"config": cfg.to_dict(), "config_hash": cfg.config_hash(),
+                                                   "metrics": {"target_test/acc": acc}, "steps": 1, "train_seconds": 1.0}))
+    (root / "unfinished").mkdir()  # no result.json: not a row
+
+
+def test_collect_reads_finished_runs_only(tmp_path):
+    _fake_runs(tmp_path)
+    frame = collect([tmp_path])
+    assert len(frame) == 5
+    assert set(frame["method"]) == {"source_only", "target_oracle"}
+
+
+def test_table_cells_are_mean_std_n(tmp_path):
+    _fake_runs(tmp_path)
+    table = summary_table(collect([tmp_path]))
+    cell = table.loc[("mnist", "mnist_m"), "source_only"]
+    values = np.array([0.50, 0.54, 0.55]) * 100
+    assert cell == f"{values.mean():.1f} ± {values.std(ddof=1):.1f} (3)"  # 53.0 ± 2.6 (3)
+    assert cell == "53.0 ± 2.6 (3)"
+    assert table.loc[("mnist", "mnist_m"), "target_oracle"] == "96.0 ± 1.4 (2)"
+    assert "53.0 ± 2.6 (3)" in render(table, "markdown")
+    assert "\\begin{tabular}" in render(table, "latex")
+
+
+def test_table_refuses_cells_mixing_configs(tmp_path):
+    _fake_runs(tmp_path)
+    cfg = TrainConfig(method="source_only", source="mnist", target="mnist_m", seed=5, lr=0.5)
+    d = tmp_path / "other-lr"
+    d.mkdir()
+    (d / "result.json").write_text(json.dumps({"config": cfg.to_dict(), "config_hash": "x",
+                                               "metrics": {"target_test/acc": 0.1}, "steps": 1, "train_seconds": 1.0}))
+    with pytest.raises(ValueError, match="differ in 'lr'"):
+        summary_table(collect([tmp_path]))
+
+
+def test_cli_table_writes_file(tmp_path, capsys):
+    _fake_runs(tmp_path / "runs")
+    assert main(["table", str(tmp_path / "runs"), "--out", str(tmp_path / "t.md")]) == 0
+    assert "53.0 ± 2.6 (3)" in (tmp_path / "t.md").read_text()
+
+
+def test_cli_table_without_runs_is_an_error(tmp_path, capsys):
+    assert main(["table", str(tmp_path)]) == 2
+    assert "no finished runs" in capsys.readouterr().err
+
+
+def test_seed_statistics():
+    mean, std, n = mean_std([1.0, 2.0, 4.0])
+    assert (mean, n) == (pytest.approx(7 / 3), 3)
+    assert std == pytest.approx(np.std([1.0, 2.0, 4.0], ddof=1))
+    lo, hi = t_interval([1.0, 2.0, 4.0])
+    assert lo == pytest.approx(7 / 3 - 4.302652729911275 * std / np.sqrt(3))
+    assert hi == pytest.approx(7 / 3 + 4.302652729911275 * std / np.sqrt(3))
+    with pytest.raises(ValueError):
+        mean_std([])
