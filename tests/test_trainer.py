@@ -193,3 +193,15 @@ def test_two_process_ddp_matches_one_process(toy, tmp_path):
     for k in w1:
         torch.testing.assert_close(w1[k], w2[k], atol=1e-4, rtol=1e-3)
     del steps
+
+
+def test_load_trained_model_reproduces_the_reported_accuracy(toy, tmp_path):
+    from domainadapt.data import load_splits
+    from domainadapt.runs import load_trained_model
+    from domainadapt.train import evaluate
+
+    result = run(_config(toy, steps=30), tmp_path / "run")
+    model, config = load_trained_model(tmp_path / "run")
+    target_test = load_splits(config.target, image_size=16)["test"]
+    acc = evaluate(model, target_test, device=torch.device("cpu"))["acc"]
+    assert acc == result["metrics"]["target_test/acc"]
