@@ -143,6 +143,41 @@ def _reproduce(args: argparse.Namespace) -> int:
     return subprocess.call([sys.executable, str(script), *args.rest])
 
 
+def _add_measure(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("measure", help="measure the gap between two domains (MMD, Fréchet distance, KID, proxy A-distance)")
+    p.add_argument("--source", required=True)
+    p.add_argument("--target", required=True)
+    p.add_argument("--features", default="pixels", help="pixels | inception | CHECKPOINT:LAYER (a run dir or .pt)")
+    p.add_argument("--metrics", default="mmd,fd,kid,a_distance", help="comma-separated: mmd, fd, kid, a_distance")
+    p.add_argument("--n", type=int, default=1000, help="images per domain (both subsampled to the same n)")
+    p.add_argument("--permutations", type=int, default=1000, help="permutations of the MMD test")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--image-size", type=int, default=32)
+    p.add_argument("--data-root")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--fid-weights", help="pt_inception-2015-12-05-6726825d.pth (for --features inception)")
+    p.add_argument("--allow-download", action="store_true", help="fetch the FID weights when online")
+    p.add_argument("--out", type=Path, help="write the full result as JSON")
+
+
+def _measure(args: argparse.Namespace) -> int:
+    from .domain_gap import measure_domains, summary_rows
+    from .io import atomic_write_json
+
+    result = measure_domains(
+        args.source, args.target, features=args.features, metrics=[m.strip() for m in args.metrics.split(",") if m.strip()],
+        n=args.n, seed=args.seed, n_permutations=args.permutations, image_size=args.image_size,
+        data_root=args.data_root, device=args.device, fid_weights=args.fid_weights, allow_download=args.allow_download,
+    )
+    import pandas as pd
+
+    print(f"{args.source} vs {args.target}, features {args.features}, n = {result['n_source']} per domain")
+    print(pd.DataFrame(summary_rows(result)).set_index("metric").to_markdown())
+    if args.out is not None:
+        atomic_write_json(args.out, result)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="domainadapt", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -151,24 +186,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("domains", help="list the named domains")
     sub.add_parser("methods", help="list the adaptation methods")
     _add_reproduce(sub)
-    try:
-        from .divergence import cli_measure
-    except ImportError:
-        cli_measure = None  # type: ignore[assignment]
-    if cli_measure is not None:
-        cli_measure.add_parser(sub)
+    _add_measure(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"train": _train, "table": _table, "domains": _domains, "methods": _methods, "reproduce": _reproduce}
-    if args.command == "measure":
-        from .divergence import cli_measure
-
-        handler = cli_measure.run
-    else:
-        handler = handlers[args.command]
+    handlers = {"train": _train, "table": _table, "domains": _domains, "methods": _methods, "reproduce": _reproduce,
+                "measure": _measure}
+    handler = handlers[args.command]
     try:
         return handler(args)
     except (ValueError, FileNotFoundError, FloatingPointError) as err:

@@ -97,3 +97,16 @@ def test_proxy_a_distance_bad_inputs():
         proxy_a_distance(torch.randn(10, 3), torch.randn(10, 2))
     with pytest.raises(ValueError, match="too few rows"):
         proxy_a_distance(torch.randn(3, 3), torch.randn(3, 3))
+
+
+def test_kid_precomputed_kernels_equal_per_subset_kernels(monkeypatch):
+    import importlib
+
+    kid_module = importlib.import_module("domainadapt.divergence.kid")  # the attribute `kid` is the function
+
+    g = torch.Generator().manual_seed(3)
+    x, y = torch.randn(60, 5, generator=g), torch.randn(50, 5, generator=g) + 0.3
+    fast = kid_module.kid(x, y, n_subsets=30, subset_size=20, seed=1)
+    monkeypatch.setattr(kid_module, "_PRECOMPUTE_MAX_ENTRIES", 0)
+    slow = kid_module.kid(x, y, n_subsets=30, subset_size=20, seed=1)
+    assert fast.values == pytest.approx(slow.values, rel=1e-10, abs=1e-12)

@@ -35,8 +35,18 @@ def polynomial_mmd2_unbiased(x: Tensor, y: Tensor, degree: int = 3, coef0: float
     kxx = (x @ x.T / d + coef0) ** degree
     kyy = (y @ y.T / d + coef0) ** degree
     kxy = (x @ y.T / d + coef0) ** degree
+    return _unbiased_from_kernels(kxx, kyy, kxy)
+
+
+def _unbiased_from_kernels(kxx: Tensor, kyy: Tensor, kxy: Tensor) -> Tensor:
+    m = kxx.shape[0]
     off = (kxx.sum() - kxx.diagonal().sum()) + (kyy.sum() - kyy.diagonal().sum())
     return off / (m * (m - 1)) - 2.0 * kxy.sum() / (m * m)
+
+
+# Kernel matrices of the whole sets are computed once (then gathered per subset) while they fit in this many
+# float64 entries (512 MiB); larger sets compute each subset's kernels on their own.
+_PRECOMPUTE_MAX_ENTRIES = 64 * 2**20
 
 
 def kid(
@@ -68,11 +78,19 @@ def kid(
         )
     g = torch.Generator(device="cpu")
     g.manual_seed(int(seed))
+    n1, n2, d = x.shape[0], y.shape[0], x.shape[1]
+    full = None
+    if n1 * n1 + n2 * n2 + n1 * n2 <= _PRECOMPUTE_MAX_ENTRIES and n_subsets * subset_size**2 > n1 * n2:
+        full = tuple((a @ b.T / d + coef0) ** degree for a, b in ((x, x), (y, y), (x, y)))
     vals = []
     for _ in range(n_subsets):
-        ix = torch.randperm(x.shape[0], generator=g)[:subset_size].to(x.device)
-        iy = torch.randperm(y.shape[0], generator=g)[:subset_size].to(y.device)
-        vals.append(polynomial_mmd2_unbiased(x[ix], y[iy], degree, coef0))
+        ix = torch.randperm(n1, generator=g)[:subset_size].to(x.device)
+        iy = torch.randperm(n2, generator=g)[:subset_size].to(y.device)
+        if full is None:
+            vals.append(polynomial_mmd2_unbiased(x[ix], y[iy], degree, coef0))
+        else:
+            kxx, kyy, kxy = full
+            vals.append(_unbiased_from_kernels(kxx[ix][:, ix], kyy[iy][:, iy], kxy[ix][:, iy]))
     v = torch.stack(vals).cpu()
     return KIDResult(
         mean=float(v.mean()),
