@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +11,6 @@ import torch
 
 from domainadapt.cli import main
 from domainadapt.data import DomainError
-from domainadapt.data.domain import DigitDomain
 from domainadapt.methods import MethodError
 from domainadapt.runs import RunDirError, run
 from domainadapt.train import CheckpointError, ConfigError, TrainConfig

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import torch
 
 from domainadapt.cli import main
 from domainadapt.divergence import UnknownLayerError

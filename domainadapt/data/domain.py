@@ -7,7 +7,6 @@ so a whole domain fits in memory and `get_batch` is a single gather + cast.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,20 +137,9 @@ class DigitDomain(Dataset):
 
 def atomic_torch_save(obj: object, path: Path) -> None:
     """torch.save to a temp file in the target folder, then os.replace (atomic on POSIX and Windows)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    from ..io import atomic_write
+
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def resize_to_uint8(images: torch.Tensor, size: int, chunk: int = 4096) -> torch.Tensor:

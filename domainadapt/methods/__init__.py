@@ -1,6 +1,7 @@
 """Adaptation methods: loss terms that plug into the shared trainer (one file each, registered by name)."""
 
 from .base import Method, MethodContext, StepOutput
+from .grl import grad_reverse, grl_coefficient
 from .registry import (
     MethodError,
     available_methods,
@@ -19,5 +20,7 @@ __all__ = [
     "build_method",
     "check_method_kwargs",
     "get_method_class",
+    "grad_reverse",
+    "grl_coefficient",
     "register_method",
 ]

@@ -15,12 +15,12 @@ class MetricsLogger:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._tb = None
         if tensorboard_dir is not None:
-            try:
+            import importlib.util
+
+            if importlib.util.find_spec("tensorboard") is not None:  # optional: mirror scalars when installed
                 from torch.utils.tensorboard import SummaryWriter
 
                 self._tb = SummaryWriter(str(tensorboard_dir))
-            except (ImportError, ModuleNotFoundError):
-                self._tb = None
 
     def truncate_after(self, step: int) -> None:
         """On resume, drop records a killed run wrote after its last checkpoint (they will be written again)."""

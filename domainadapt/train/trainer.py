@@ -209,7 +209,11 @@ class Trainer:
         self.train_seconds = 0.0
         self._loss_sums: dict[str, torch.Tensor] = {}
         self._loss_count = 0
-        self.logger = MetricsLogger(self.run_dir / "metrics.jsonl") if self.dist.is_main else None
+        self.logger = (
+            MetricsLogger(self.run_dir / "metrics.jsonl", tensorboard_dir=self.run_dir / "tensorboard")
+            if self.dist.is_main
+            else None
+        )
         self.last_train_losses: dict[str, float] = {}
 
     # ------------------------------------------------------------------ checkpoints
