@@ -42,6 +42,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--source", help=f"source domain (default {d.source}); see `domainadapt domains`")
     p.add_argument("--target", help=f"target domain (default {d.target})")
     p.add_argument("--backbone", help=f"default {d.backbone}")
+    p.add_argument("--backbone-arg", action="append", metavar="KEY=VALUE",
+                   help="backbone option, e.g. batch_norm=true (repeatable)")
     p.add_argument("--image-size", type=int)
     p.add_argument("--data-root", help="folder with torchvision datasets (full MNIST, USPS, SVHN)")
     p.add_argument("--steps", type=int)
@@ -83,6 +85,8 @@ def _train(args: argparse.Namespace) -> int:
             base[name] = value
     if args.method_arg:
         base["method_kwargs"] = {**base.get("method_kwargs", {}), **_key_values(args.method_arg, "--method-arg")}
+    if args.backbone_arg:
+        base["backbone_kwargs"] = {**base.get("backbone_kwargs", {}), **_key_values(args.backbone_arg, "--backbone-arg")}
     config = TrainConfig.from_dict(base)
     result = run(config, args.out)
     print(json.dumps({"run_dir": str(args.out), "metrics": result["metrics"]}, indent=2))

@@ -136,13 +136,13 @@ def summary_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for metric, r in result["metrics"].items():
         if metric == "mmd":
-            unc = f"p = {r['p_value']:.4g} ({r['n_permutations']} permutations)"
+            unc = f"p = {r['p_value']:.3g}, {r['n_permutations']} permutations"
         elif metric == "fd":
-            unc = f"± {r['std']:.4g} (bootstrap std)" if r.get("std") is not None else ""
+            unc = f"± {r['std']:.3g} bootstrap std" if r.get("std") is not None else ""
         elif metric == "kid":
-            unc = f"± {r['std']:.4g} (std over {r['n_subsets']} subsets of {r['subset_size']})"
+            unc = f"± {r['std']:.2g} std over {r['n_subsets']} subsets of {r['subset_size']}"
         else:
             lo, hi = r["interval"]
-            unc = f"95% CI [{lo:.3f}, {hi:.3f}]"
+            unc = f"95% CI [{lo:.2f}, {hi:.2f}]"
         rows.append({"metric": metric, "value": r["value"], "uncertainty": unc})
     return rows

@@ -42,6 +42,14 @@ def check_inputs(config: TrainConfig) -> None:
             raise DomainError(f"unknown {role} domain '{name}'; available: {', '.join(names)} (or file:PATH, folder:PATH)")
     if config.backbone not in BACKBONES:
         raise ValueError(f"unknown backbone '{config.backbone}'; choose one of {list(BACKBONES)}")
+    for name in config.extra_eval:
+        if not (name in names or name.startswith(("file:", "folder:"))):
+            raise DomainError(f"unknown extra_eval domain '{name}'; available: {', '.join(names)}")
+    if config.init_from is not None and not Path(config.init_from).exists():
+        raise CheckpointError(f"init_from: no run directory or checkpoint at {config.init_from}")
+    from .regularizers import check_regularizers
+
+    check_regularizers(config.regularizers)
 
 
 def read_result(run_dir: str | Path) -> dict[str, Any] | None:
@@ -90,9 +98,20 @@ def run(config: TrainConfig, run_dir: str | Path) -> dict[str, Any]:
         target = load_splits(config.target, **split_kwargs)
         check_compatible(source["train"], target["train"])
 
+        extra = {name: load_splits(name, **split_kwargs)["test"] for name in config.extra_eval}
+        for domain in extra.values():
+            check_compatible(source["train"], domain)
+
         model = build_model(config.backbone, source["train"].num_classes, config.image_size, config.backbone_kwargs)
+        init_state = None
+        if config.init_from is not None:
+            init_state = load_checkpoint(_checkpoint_file(config.init_from))
+            _load_model_weights(model, init_state, config.init_from)
         context = MethodContext(feature_dim=model.feature_dim, num_classes=model.num_classes, total_steps=config.steps)
         method = build_method(config.method, context, **config.method_kwargs)
+        from .regularizers import build_regularizers
+
+        regularizers = build_regularizers(config.regularizers, model, previous=init_state, previous_task=source["train"])
         if dist_ctx.rank > 0:
             seed_everything(config.seed + 7919 * dist_ctx.rank)  # same init everywhere, own dropout noise per rank
 
@@ -104,9 +123,11 @@ def run(config: TrainConfig, run_dir: str | Path) -> dict[str, Any]:
             method,
             source_train=source["train"],
             target_train=target["train"],
-            eval_sets={"source_test": source["test"], "target_test": target["test"]},
+            eval_sets={"source_test": source["test"], "target_test": target["test"],
+                       **{f"{name}_test": d for name, d in extra.items()}},
             run_dir=run_dir,
             dist_ctx=dist_ctx,
+            regularizers=regularizers,
         )
         metrics = trainer.fit()
         result = {
@@ -147,22 +168,34 @@ def sweep(configs: Iterable[TrainConfig], root: str | Path) -> list[dict[str, An
     return [run(config, Path(root) / run_name(config)) for config in configs]
 
 
-def load_trained_model(path: str | Path) -> tuple[torch.nn.Module, TrainConfig]:
-    """The model of a run directory (or a checkpoint file), weights loaded, in eval mode."""
-    from .models import build_model
-
+def _checkpoint_file(path: str | Path) -> Path:
     path = Path(path)
-    ckpt = path / "checkpoints" / "last.pt" if path.is_dir() else path
-    state = load_checkpoint(ckpt)
-    config = TrainConfig.from_dict(state["config"])
-    num_classes = state["modules"]["model.head.net." + _last_linear(state["modules"]) + ".bias"].numel()
-    model = build_model(config.backbone, num_classes, config.image_size, config.backbone_kwargs)
+    if path.is_dir():
+        if not (path / RESULT_FILE).exists():
+            raise CheckpointError(f"{path} is not a finished run (no {RESULT_FILE}); finish it before starting from it")
+        return path / "checkpoints" / "last.pt"
+    return path
+
+
+def _load_model_weights(model: torch.nn.Module, state: dict[str, Any], where: str | Path) -> None:
     prefix = "model."
     weights = {k[len(prefix) :]: v for k, v in state["modules"].items() if k.startswith(prefix)}
     try:
         model.load_state_dict(weights)
     except RuntimeError as err:
-        raise CheckpointError(f"checkpoint {ckpt} does not fit its own config's model: {err}") from None
+        raise CheckpointError(f"the model of {where} does not fit this run's model: {err}") from None
+
+
+def load_trained_model(path: str | Path) -> tuple[torch.nn.Module, TrainConfig]:
+    """The model of a run directory (or a checkpoint file), weights loaded, in eval mode."""
+    from .models import build_model
+
+    ckpt = Path(path) / "checkpoints" / "last.pt" if Path(path).is_dir() else Path(path)
+    state = load_checkpoint(ckpt)
+    config = TrainConfig.from_dict(state["config"])
+    num_classes = state["modules"]["model.head.net." + _last_linear(state["modules"]) + ".bias"].numel()
+    model = build_model(config.backbone, num_classes, config.image_size, config.backbone_kwargs)
+    _load_model_weights(model, state, ckpt)
     return model.eval(), config
 
 

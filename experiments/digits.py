@@ -1,7 +1,8 @@
 """Digits benchmark table: target accuracy (mean ± std over seeds) of each method on each domain pair.
 
-    python experiments/digits.py --quick     # CPU, minutes (what `make reproduce` runs)
-    python experiments/digits.py --full      # paper-scale steps, for a GPU
+    python experiments/digits.py --quick                 # CPU, ~20 minutes (what `make reproduce` runs)
+    python experiments/digits.py --preset standard --pairs mnist:mnist_m   # the DANN goal, ~25 CPU-minutes
+    python experiments/digits.py --full                  # paper-scale steps, for a GPU
 
 Pairs follow Ganin et al. 2016 (JMLR, Table 2) on the offline domains: mnist→mnist_m, syndigits→mnist,
 mnist→syndigits, mnist→optdigits. Model selection: none; the final step is reported (no target labels are
@@ -22,29 +23,41 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from domainadapt.io import atomic_write_text  # noqa: E402
-from domainadapt.report import collect, render, summary_table  # noqa: E402
+from domainadapt.report import collect, gap_closed, render, summary_table  # noqa: E402
 from domainadapt.runs import check_inputs, run, run_name  # noqa: E402
 from domainadapt.train import TrainConfig  # noqa: E402
 
 PAIRS = ["mnist:mnist_m", "syndigits:mnist", "mnist:syndigits", "mnist:optdigits"]
-METHODS = ["source_only", "target_oracle"]
-# Ganin et al. 2016, sec. 5.2.2: SGD momentum 0.9, μ0 = 0.01 annealed as μ0/(1+10p)^0.75, batch 128
-# (64 source + 64 target). --full uses their scale of training; --quick fits the 24 runs in minutes on 2 CPU cores.
-PRESETS = {
-    "quick": dict(steps=1000, batch_size=64, lr=0.01, schedule="dann", momentum=0.9, weight_decay=5e-4),
-    "full": dict(steps=20000, batch_size=64, lr=0.01, schedule="dann", momentum=0.9, weight_decay=5e-4),
-}
+METHODS = ["source_only", "dann", "dan", "coral", "target_oracle"]
+# One recipe for every method of the table (the bounds included), so rows differ only by the method:
+# - batch 64 source + 64 target (Ganin et al. 2016, sec. 5.2.2: each batch half source, half target);
+# - learning rate annealed as μ0/(1+10p)^0.75 (ibid.), but Adam at μ0 = 1e-3 instead of SGD at 0.01: on
+#   mnist→mnist_m, 3,000 steps, seed 0, DANN reached 76.6% with Adam against 66.9% with SGD (both with BatchNorm);
+# - BatchNorm after each conv of the digits CNN (not in the paper): without it SGD did not start on syndigits in
+#   1,000 steps (target-oracle 21.2 ± 6.0%, chance 10%); with it the same run reached 97.2%.
+# Presets: quick fits `make reproduce` (all 60 runs) in ~20 minutes on 2 CPU cores; standard is the step count at
+# which the adaptation goal is measured (about 20 CPU-minutes per pair and seed); full is paper scale, for a GPU.
+RECIPE = dict(batch_size=64, optimizer="adam", lr=1e-3, schedule="dann", weight_decay=5e-4,
+              backbone="digits_cnn", backbone_kwargs={"batch_norm": True})
+PRESETS = {"quick": dict(steps=600), "standard": dict(steps=3000), "full": dict(steps=20000)}
+
+
+def parse_pair(pair: str) -> tuple[str, str]:
+    """'SOURCE:TARGET', or 'SOURCE>TARGET' when a name holds ':' itself (file:PATH, folder:PATH)."""
+    sep = ">" if ">" in pair else ":"
+    parts = pair.split(sep)
+    if len(parts) != 2 or not all(parts):
+        raise ValueError(f"a pair is SOURCE:TARGET (or SOURCE>TARGET), got '{pair}'")
+    return parts[0], parts[1]
 
 
 def build_configs(args: argparse.Namespace) -> list[TrainConfig]:
-    preset = dict(PRESETS["full" if args.full else "quick"])
+    preset = {**RECIPE, **PRESETS[args.preset]}
     if args.steps is not None:
         preset["steps"] = args.steps
     configs = []
     for pair in args.pairs:
-        if ":" not in pair or pair.count(":") != 1 and not pair.split(":", 1)[1]:
-            raise SystemExit(f"error: a pair is SOURCE:TARGET, got '{pair}'")
-        source, target = pair.split(":", 1)
+        source, target = parse_pair(pair)
         for method in args.methods:
             for seed in args.seeds:
                 configs.append(TrainConfig(method=method, source=source, target=target, seed=seed, device=args.device,
@@ -63,8 +76,10 @@ def _run_one(config: TrainConfig, root: str, threads: int) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     scale = parser.add_mutually_exclusive_group()
-    scale.add_argument("--quick", action="store_true", help="CPU-sized steps (default)")
-    scale.add_argument("--full", action="store_true", help="paper-scale steps (GPU)")
+    scale.add_argument("--preset", choices=sorted(PRESETS), default="quick", help="steps: " + ", ".join(
+        f"{k} {v['steps']}" for k, v in PRESETS.items()))
+    scale.add_argument("--quick", dest="preset", action="store_const", const="quick", help="= --preset quick")
+    scale.add_argument("--full", dest="preset", action="store_const", const="full", help="= --preset full (GPU)")
     parser.add_argument("--pairs", nargs="+", default=PAIRS, help="SOURCE:TARGET domain pairs")
     parser.add_argument("--methods", nargs="+", default=METHODS)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
@@ -76,8 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO / "results" / "digits")
     args = parser.parse_args(argv)
 
-    configs = build_configs(args)
     try:
+        configs = build_configs(args)
         for config in configs:  # every bad name or value fails here, before the first run
             check_inputs(config)
     except ValueError as err:
@@ -106,14 +121,20 @@ def main(argv: list[str] | None = None) -> int:
     frame["pair"] = frame["source"] + " → " + frame["target"]
     table = summary_table(frame, metric="target_test/acc", rows=["pair"], cols="method", col_order=args.methods)
     table.index.name = "source → target"
-    preset = "full" if args.full else "quick"
-    header = (f"Target test accuracy (%), mean ± std (n seeds); preset {preset}, "
-              f"{configs[0].steps} steps, batch {configs[0].batch_size} per domain, final step (no model selection).")
-    atomic_write_text(args.out / "table.md", header + "\n\n" + render(table, "markdown") + "\n")
+    closed_text = ""
+    if {"source_only", "target_oracle"} <= set(args.methods) and len(args.methods) > 2:
+        closed = (100 * gap_closed(frame, rows=["pair"])).round(1)
+        closed.index.name = "source → target"
+        closed_text = ("\n\nGap closed (%): (method − source_only) / (target_oracle − source_only), on the means.\n\n"
+                       + render(closed, "markdown"))
+    header = (f"Target test accuracy (%), mean ± std (n seeds); preset {args.preset}, {configs[0].steps} steps, "
+              f"batch {configs[0].batch_size} per domain, {configs[0].optimizer} lr {configs[0].lr} annealed, "
+              f"final step (no model selection). Wall time {wall / 60:.1f} min for {len(configs)} runs.")
+    atomic_write_text(args.out / "table.md", header + "\n\n" + render(table, "markdown") + closed_text + "\n")
     atomic_write_text(args.out / "table.tex", render(table, "latex"))
     atomic_write_text(args.out / "runs.csv", frame.to_csv(index=False))
     print(header)
-    print(render(table, "markdown"))
+    print(render(table, "markdown") + closed_text)
     print(f"wall time {wall:.0f} s for {len(configs)} runs; table in {args.out / 'table.md'}")
     return 0
 

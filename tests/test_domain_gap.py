@@ -115,3 +115,18 @@ def test_figure_without_results_is_a_clear_error(tmp_path):
     done = subprocess.run([sys.executable, str(REPO / "paper_figures" / "domain_gap.py"), "--results",
                            str(tmp_path / "none.csv")], capture_output=True, text=True)
     assert done.returncode == 2 and "run experiments/domain_gap.py first" in done.stderr
+
+
+def test_tsne_figure_from_two_runs(toy, tmp_path):
+    src, tgt = toy
+    for method in ("source_only", "dann"):
+        run(TrainConfig(method=method, source=src, target=tgt, image_size=16, steps=3, batch_size=16, device="cpu",
+                        progress=False), tmp_path / method)
+    done = subprocess.run([sys.executable, str(REPO / "paper_figures" / "tsne.py"), str(tmp_path / "source_only"),
+                           str(tmp_path / "dann"), "--n", "30", "--out", str(tmp_path / "fig")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "fig" / "tsne.png").stat().st_size > 10_000
+    missing = subprocess.run([sys.executable, str(REPO / "paper_figures" / "tsne.py"), str(tmp_path / "none")],
+                             capture_output=True, text=True)
+    assert missing.returncode == 2 and "not finished run directories" in missing.stderr

@@ -15,14 +15,15 @@ REPO = Path(__file__).resolve().parents[1]
 def test_digits_script_writes_the_table_and_skips_finished_runs(tmp_path):
     env = {**os.environ, "DOMAINADAPT_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, str(REPO / "experiments" / "digits.py"), "--quick", "--pairs", "mnist:optdigits",
-           "--seeds", "0", "1", "--steps", "5", "--jobs", "1", "--device", "cpu", "--out", str(tmp_path / "out")]
+           "--seeds", "0", "1", "--steps", "5", "--methods", "source_only", "dann", "target_oracle", "--jobs", "1", "--device", "cpu", "--out", str(tmp_path / "out")]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     table = (tmp_path / "out" / "table.md").read_text()
     row = next(line for line in table.splitlines() if "mnist → optdigits" in line)
-    assert row.count("(2)") == 2  # source_only and target_oracle, 2 seeds each
+    assert row.count("(2)") == 3  # three methods, 2 seeds each
+    assert "Gap closed (%)" in table
     runs = pd.read_csv(tmp_path / "out" / "runs.csv")
-    assert len(runs) == 4 and set(runs["method"]) == {"source_only", "target_oracle"}
+    assert len(runs) == 6 and set(runs["method"]) == {"source_only", "dann", "target_oracle"}
     assert runs["target_test/acc"].between(0, 1).all()
     assert "\\begin{tabular}" in (tmp_path / "out" / "table.tex").read_text()
 

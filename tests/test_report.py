@@ -10,7 +10,7 @@ import pytest
 
 from domainadapt.cli import main
 from domainadapt.evaluation import mean_std, t_interval
-from domainadapt.report import collect, render, summary_table
+from domainadapt.report import collect, gap_closed, render, summary_table
 from domainadapt.train import TrainConfig
 
 ACC = {("source_only", 0): 0.50, ("source_only", 1): 0.54, ("source_only", 2): 0.55,
@@ -77,3 +77,16 @@ def test_seed_statistics():
     assert hi == pytest.approx(7 / 3 + 4.302652729911275 * std / np.sqrt(3))
     with pytest.raises(ValueError):
         mean_std([])
+
+
+def test_gap_closed_is_the_share_of_the_source_to_oracle_gap(tmp_path):
+    _fake_runs(tmp_path)
+    for seed, acc in ((0, 0.80), (1, 0.70)):
+        cfg = TrainConfig(method="dann", source="mnist", target="mnist_m", seed=seed)
+        d = tmp_path / f"dann-{seed}"
+        d.mkdir()
+        (d / "result.json").write_text(json.dumps({"config": cfg.to_dict(), "config_hash": cfg.config_hash(),
+                                                   "metrics": {"target_test/acc": acc}, "steps": 1, "train_seconds": 1.0}))
+    closed = gap_closed(collect([tmp_path]))
+    assert list(closed.columns) == ["dann"]
+    assert closed.loc[("mnist", "mnist_m"), "dann"] == pytest.approx((0.75 - 0.53) / (0.96 - 0.53))

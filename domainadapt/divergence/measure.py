@@ -58,7 +58,7 @@ def measure(
     * ``"fd"``: Fréchet distance of fitted Gaussians, ``std`` over ``fd_bootstrap`` bootstrap
       resamples (``None`` when < 2), ``n_x``/``n_y`` (FD is biased in n: compare at equal n);
     * ``"kid"``: mean, ``std`` over ``kid_subsets`` subsets of ``subset_size``
-      (default min(1000, n₁, n₂));
+      (default min(1000, ⌊min(n₁, n₂)/2⌋));
     * ``"a_distance"``: proxy A-distance, ``interval`` (95% Wilson), held-out ``error``, chosen ``C``.
 
     Metric names also accept ``"frechet"``, ``"pad"``, ``"proxy_a_distance"``. All randomness is seeded.
@@ -89,7 +89,9 @@ def measure(
                 "n_bootstrap": fd_bootstrap, "n_x": n_x, "n_y": n_y,
             }
         elif key == "kid":
-            size = kid_subset_size if kid_subset_size is not None else min(1000, n_x, n_y)
+            # 1,000 as the references use, but never the whole set: subsets of all n rows would all be equal and
+            # their std would say nothing (halves when n <= 2,000)
+            size = kid_subset_size if kid_subset_size is not None else max(2, min(1000, min(n_x, n_y) // 2))
             r = kid(x, y, n_subsets=kid_subsets, subset_size=size, seed=seed)
             out[key] = {"value": r.mean, "std": r.std, "n_subsets": r.n_subsets, "subset_size": r.subset_size}
         else:

@@ -57,3 +57,24 @@ def render(table: pd.DataFrame, fmt: str = "markdown") -> str:
     if fmt == "csv":
         return table.to_csv()
     raise ValueError(f"unknown table format '{fmt}'; choose markdown, latex or csv")
+
+
+def gap_closed(
+    frame: pd.DataFrame,
+    metric: str = "target_test/acc",
+    rows: Sequence[str] = ("source", "target"),
+    cols: str = "method",
+    lower: str = "source_only",
+    upper: str = "target_oracle",
+) -> pd.DataFrame:
+    """(mean(method) − mean(lower)) / (mean(upper) − mean(lower)) per row, for every method but the two bounds:
+    the share of the source-only → oracle gap a method closes (1 = as good as training on target labels)."""
+    means = frame.groupby([*rows, cols], sort=False)[metric].mean().unstack(cols)
+    for bound in (lower, upper):
+        if bound not in means.columns:
+            raise KeyError(f"gap closed needs '{bound}' runs; have {sorted(means.columns)}")
+    span = means[upper] - means[lower]
+    methods = [c for c in dict.fromkeys(frame[cols]) if c not in (lower, upper)]
+    out = means[methods].sub(means[lower], axis=0).div(span, axis=0)
+    out.columns.name = None
+    return out

@@ -34,6 +34,9 @@ class TrainConfig:
     data_root: str | None = None
     test_fraction: float = 0.2
     split_seed: int = 0
+    init_from: str | None = None  # a run directory or checkpoint whose model weights start this run (fine-tuning)
+    regularizers: dict[str, dict[str, Any]] = field(default_factory=dict)  # e.g. {"ewc": {"lam": 100.0}}
+    extra_eval: list[str] = field(default_factory=list)  # more domains evaluated on their test split
     # how
     steps: int = 1000
     batch_size: int = 64  # per domain, per optimizer step, all ranks and accumulation micro-steps together

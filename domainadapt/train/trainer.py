@@ -36,10 +36,11 @@ from .seeding import get_rng_state, set_rng_state
 class StepModule(nn.Module):
     """Model + method in one module, so DDP wraps (and synchronises) both and one forward yields the losses."""
 
-    def __init__(self, model: nn.Module, method: Method) -> None:
+    def __init__(self, model: nn.Module, method: Method, regularizers: nn.ModuleDict | None = None) -> None:
         super().__init__()
         self.model = model
         self.method = method
+        self.regularizers = regularizers if regularizers is not None else nn.ModuleDict()
 
     def forward(
         self,
@@ -69,6 +70,8 @@ class StepModule(nn.Module):
         losses = self.method.losses(out, self.model)
         if not losses:
             raise RuntimeError(f"method '{self.method.name}' returned no losses")
+        for name, regularizer in self.regularizers.items():  # penalties that compose with any method (EWC, L2-SP)
+            losses[name] = regularizer(self.model)
         total = torch.stack([v.float() for v in losses.values()]).sum()
         return total, losses
 
@@ -164,6 +167,7 @@ class Trainer:
         eval_sets: dict[str, Dataset],
         run_dir: str | Path,
         dist_ctx: DistContext | None = None,
+        regularizers: nn.ModuleDict | None = None,
     ) -> None:
         self.config = config.validate()
         self.config_hash = config.config_hash()
@@ -175,7 +179,7 @@ class Trainer:
 
         if config.channels_last:
             model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-        self.step_module = StepModule(model, method).to(self.device)
+        self.step_module = StepModule(model, method, regularizers).to(self.device)
         self.model = model
         self.method = method
         if self.dist.enabled:
