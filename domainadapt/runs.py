@@ -107,6 +107,7 @@ def run(config: TrainConfig, run_dir: str | Path) -> dict[str, Any]:
         if config.init_from is not None:
             init_state = load_checkpoint(_checkpoint_file(config.init_from))
             _load_model_weights(model, init_state, config.init_from)
+        freeze_parameters(model, config.freeze)
         context = MethodContext(feature_dim=model.feature_dim, num_classes=model.num_classes, total_steps=config.steps)
         method = build_method(config.method, context, **config.method_kwargs)
         from .regularizers import build_regularizers
@@ -166,6 +167,24 @@ def sweep(configs: Iterable[TrainConfig], root: str | Path) -> list[dict[str, An
     for config in configs:  # validate the whole grid before the first long run
         check_inputs(config)
     return [run(config, Path(root) / run_name(config)) for config in configs]
+
+
+def freeze_parameters(model: torch.nn.Module, patterns: list[str]) -> list[str]:
+    """Set requires_grad=False on parameters whose names match any fnmatch pattern (e.g. "backbone.*");
+    the optimizer never sees them, so they stay bitwise unchanged. A pattern matching nothing is an error."""
+    import fnmatch
+
+    names = [n for n, _ in model.named_parameters()]
+    frozen = []
+    for pattern in patterns:
+        hits = fnmatch.filter(names, pattern)
+        if not hits:
+            raise ValueError(f"freeze pattern '{pattern}' matches no parameter; names look like {names[:4]}")
+        frozen += hits
+    for name, p in model.named_parameters():
+        if name in frozen:
+            p.requires_grad_(False)
+    return sorted(set(frozen))
 
 
 def _checkpoint_file(path: str | Path) -> Path:

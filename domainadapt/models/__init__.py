@@ -7,7 +7,7 @@ from typing import Any
 from .classifier import Classifier, MLPHead
 from .digits_cnn import DigitsCNN
 
-BACKBONES = ("digits_cnn", "resnet18", "resnet34", "resnet50", "resnet101")
+BACKBONES = ("digits_cnn", "mlp", "resnet18", "resnet34", "resnet50", "resnet101")
 
 
 def build_model(
@@ -22,6 +22,11 @@ def build_model(
     if backbone == "digits_cnn":
         net = DigitsCNN(image_size=image_size, **kwargs)
         hidden = (100, 100) if head_hidden is None else head_hidden
+    elif backbone == "mlp":
+        from .mlp import MLPBackbone
+
+        net = MLPBackbone(in_features=3 * image_size * image_size, **kwargs)
+        hidden = () if head_hidden is None else head_hidden
     elif backbone.startswith("resnet") and backbone in BACKBONES:
         from .resnet import ResNetBackbone
 

@@ -37,6 +37,7 @@ class TrainConfig:
     init_from: str | None = None  # a run directory or checkpoint whose model weights start this run (fine-tuning)
     regularizers: dict[str, dict[str, Any]] = field(default_factory=dict)  # e.g. {"ewc": {"lam": 100.0}}
     extra_eval: list[str] = field(default_factory=list)  # more domains evaluated on their test split
+    freeze: list[str] = field(default_factory=list)  # fnmatch patterns of model parameter names kept fixed
     # how
     steps: int = 1000
     batch_size: int = 64  # per domain, per optimizer step, all ranks and accumulation micro-steps together
@@ -51,6 +52,7 @@ class TrainConfig:
     grad_clip: float | None = None
     amp: str = "none"
     channels_last: bool = False
+    sync_batchnorm: bool = True  # under DDP on CUDA: BatchNorm statistics over all processes
     seed: int = 0
     deterministic: bool = False
     # execution / observation (not part of the run key)

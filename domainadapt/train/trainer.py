@@ -182,6 +182,12 @@ class Trainer:
         self.step_module = StepModule(model, method, regularizers).to(self.device)
         self.model = model
         self.method = method
+        if self.dist.enabled and self.device.type == "cuda" and config.sync_batchnorm:
+            # BatchNorm over the global batch, so N processes train what 1 process would (CUDA only: torch's
+            # SyncBatchNorm has no CPU kernel; under gloo each rank normalises with its own statistics)
+            self.step_module = nn.SyncBatchNorm.convert_sync_batchnorm(self.step_module)
+            self.model, self.method = self.step_module.model, self.step_module.method
+            model = self.model
         if self.dist.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.engine: nn.Module = DistributedDataParallel(self.step_module, device_ids=ids)
