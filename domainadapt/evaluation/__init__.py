@@ -1,5 +1,6 @@
 """Evaluation: seed statistics (and, in later modules, forgetting and negative-transfer measures)."""
 
+from .forgetting import average_accuracy, backward_transfer, forgetting
 from .stats import mean_std, t_interval
 
-__all__ = ["mean_std", "t_interval"]
+__all__ = ["average_accuracy", "backward_transfer", "forgetting", "mean_std", "t_interval"]

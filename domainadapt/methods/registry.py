@@ -11,7 +11,7 @@ from typing import Any
 from .base import Method, MethodContext
 
 _REGISTRY: dict[str, type[Method]] = {}
-_NOT_METHOD_MODULES = {"base", "registry", "grl", "discriminator"}
+_NOT_METHOD_MODULES = {"base", "registry", "grl", "discriminator", "ewc", "l2sp"}
 _discovered = False
 
 

@@ -76,6 +76,17 @@ class StepModule(nn.Module):
         return total, losses
 
 
+def set_train_mode(module: nn.Module) -> None:
+    """train(), except BatchNorm layers whose parameters are all frozen: they keep their running statistics
+    (a frozen feature extractor must not drift through its normalisation)."""
+    module.train()
+    for m in module.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            params = list(m.parameters())
+            if params and not any(p.requires_grad for p in params):
+                m.eval()
+
+
 def build_param_groups(model: nn.Module, method: Method, lr: float) -> list[dict[str, Any]]:
     """Model parameters at `lr`; the method's own modules at `lr × method.lr_mult` (default 1)."""
     groups = [{"name": "model", "params": [p for p in model.parameters() if p.requires_grad], "lr": lr}]
@@ -121,7 +132,8 @@ def evaluate(
         totals[1] += nn.functional.cross_entropy(logits, y, reduction="sum")
         totals[2] += y.numel()
     dist_ctx.all_reduce_sum(totals)
-    model.train(was_training)
+    if was_training:
+        set_train_mode(model)
     correct, loss_sum, count = totals.tolist()
     return {"acc": correct / count, "loss": loss_sum / count}
 
@@ -357,7 +369,7 @@ class Trainer:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=config.steps, initial=self.step, desc=f"{config.method} {config.source}→{config.target}")
-        self.step_module.train()
+        set_train_mode(self.step_module)
         t0 = time.perf_counter()
         try:
             while self.step < config.steps:

@@ -1,0 +1,162 @@
+"""Forgetting: fine-tuning on a target domain overwrites the source; how much does each remedy keep?
+
+Per seed: train on mnist (the "pretrained" model); fine-tune it on target labels of mnist_m with
+  finetune    plain fine-tuning;
+  ewc λ       + (λ/2) Σ F_i (θ_i − θ*_i)², F the exact per-sample diagonal Fisher on mnist (Kirkpatrick et al. 2017);
+  online_ewc  online EWC (Schwarz et al. 2018): one anchor, F ← γF + F_new (differs from ewc over a sequence);
+  l2sp α      + (α/2)‖θ − θ⁰‖² (Li et al. 2018);
+  frozen      the backbone frozen (BatchNorm statistics too), only the head trained.
+Table 1: mnist accuracy before and after, mnist_m accuracy, forgetting (before − after); mean ± std over seeds.
+Table 2, a sequence mnist → mnist_m → syndigits: the accuracy matrix gives average accuracy and BWT per method
+(Lopez-Paz & Ranzato 2017). `paper_figures/forgetting_tradeoff.py` plots source vs target accuracy across λ / α.
+
+    python experiments/forgetting.py [--seeds 0 1 2] [--steps 1000] [--out results/forgetting]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from domainadapt.evaluation.forgetting import average_accuracy, backward_transfer  # noqa: E402
+from domainadapt.io import atomic_write_text  # noqa: E402
+from domainadapt.report import format_mean_std  # noqa: E402
+from domainadapt.runs import check_inputs, run, run_name  # noqa: E402
+from domainadapt.train import TrainConfig  # noqa: E402
+
+RECIPE = dict(batch_size=64, optimizer="adam", lr=1e-3, schedule="dann", weight_decay=5e-4, backbone="digits_cnn",
+              backbone_kwargs={"batch_norm": True}, progress=False)
+EWC_LAMBDAS = [10.0, 100.0, 1000.0, 10000.0]
+L2SP_ALPHAS = [0.1, 1.0]
+
+
+def variants(best_lambda: float) -> dict[str, dict]:
+    out: dict[str, dict] = {"finetune": {}}
+    for lam in EWC_LAMBDAS:
+        out[f"ewc λ={lam:g}"] = {"regularizers": {"ewc": {"lam": lam, "samples": 1000}}}
+    out["online_ewc"] = {"regularizers": {"ewc": {"lam": best_lambda, "samples": 1000, "online": True, "gamma": 1.0}}}
+    for alpha in L2SP_ALPHAS:
+        out[f"l2sp α={alpha:g}"] = {"regularizers": {"l2sp": {"alpha": alpha}}}
+    out["frozen"] = {"freeze": ["backbone.*"]}
+    return out
+
+
+def _run(config: TrainConfig, run_dir: str) -> dict:
+    import torch
+
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // 2))
+    return run(config, run_dir)
+
+
+def run_all(jobs: list[tuple[TrainConfig, Path]], workers: int) -> list[dict]:
+    if workers <= 1:
+        return [_run(c, str(d)) for c, d in jobs]
+    from multiprocessing import get_context
+
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        return list(pool.map(_run, [c for c, _ in jobs], [str(d) for _, d in jobs]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--steps", type=int, default=1000, help="steps of pre-training and of each fine-tuning")
+    parser.add_argument("--best-lambda", type=float, default=1000.0, help="λ of online EWC and of the sequence")
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", type=Path, default=REPO / "results" / "forgetting")
+    args = parser.parse_args(argv)
+    runs = args.out / "runs"
+    t0 = time.perf_counter()
+    common = dict(RECIPE, steps=args.steps, device=args.device)
+
+    # 1. pre-train on mnist (evaluated on all three domains: row 0 of the accuracy matrix)
+    pre = {s: TrainConfig(method="source_only", source="mnist", target="mnist_m", extra_eval=["syndigits"], seed=s,
+                          **common) for s in args.seeds}
+    try:
+        for c in pre.values():
+            check_inputs(c)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    pre_dirs = {s: runs / run_name(c) for s, c in pre.items()}
+    pre_results = dict(zip(args.seeds, run_all([(pre[s], pre_dirs[s]) for s in args.seeds], args.jobs)))
+
+    # 2. fine-tune on mnist_m with every remedy
+    table_variants = variants(args.best_lambda)
+    ft_jobs, ft_keys = [], []
+    for name, extra in table_variants.items():
+        for s in args.seeds:
+            c = TrainConfig(method="target_oracle", source="mnist", target="mnist_m", extra_eval=["syndigits"], seed=s,
+                            init_from=str(pre_dirs[s]), **common, **extra)
+            ft_jobs.append((c, runs / run_name(c)))
+            ft_keys.append((name, s))
+    ft_results = dict(zip(ft_keys, run_all(ft_jobs, args.jobs)))
+    ft_dirs = dict(zip(ft_keys, [d for _, d in ft_jobs]))
+
+    rows = []
+    for (name, s), r in ft_results.items():
+        before = pre_results[s]["metrics"]["source_test/acc"]
+        after = r["metrics"]["source_test/acc"]
+        rows.append({"variant": name, "seed": s, "source_before": before, "source_after": after,
+                     "target": r["metrics"]["target_test/acc"], "forgetting": before - after})
+    frame = pd.DataFrame(rows)
+
+    # 3. the sequence mnist → mnist_m → syndigits (step 2 is the first fine-tuning above)
+    seq_methods = {"finetune": "finetune", "ewc": f"ewc λ={args.best_lambda:g}", "online_ewc": "online_ewc",
+                   "l2sp": f"l2sp α={L2SP_ALPHAS[-1]:g}", "frozen": "frozen"}
+    seq_methods = {k: v for k, v in seq_methods.items() if v in table_variants}
+    seq_jobs, seq_keys = [], []
+    for method, variant in seq_methods.items():
+        for s in args.seeds:
+            extra = dict(table_variants[variant])
+            c = TrainConfig(method="target_oracle", source="mnist_m", target="syndigits", extra_eval=["mnist"], seed=s,
+                            init_from=str(ft_dirs[(variant, s)]), **common, **extra)
+            seq_jobs.append((c, runs / run_name(c)))
+            seq_keys.append((method, variant, s))
+    seq_results = dict(zip(seq_keys, run_all(seq_jobs, args.jobs)))
+    seq_rows = []
+    for (method, variant, s), r3 in seq_results.items():
+        r1, r2 = pre_results[s]["metrics"], ft_results[(variant, s)]["metrics"]
+        m3 = r3["metrics"]
+        R = np.array([[r1["source_test/acc"], r1["target_test/acc"], r1["syndigits_test/acc"]],
+                      [r2["source_test/acc"], r2["target_test/acc"], r2["syndigits_test/acc"]],
+                      [m3["mnist_test/acc"], m3["source_test/acc"], m3["target_test/acc"]]])
+        seq_rows.append({"method": method, "seed": s, "avg_acc": average_accuracy(R), "bwt": backward_transfer(R),
+                         **{f"R{i}{j}": R[i, j] for i in range(3) for j in range(3)}})
+    seq = pd.DataFrame(seq_rows)
+    wall = time.perf_counter() - t0
+
+    def summary(df: pd.DataFrame, key: str, columns: list[str]) -> pd.DataFrame:
+        out = {}
+        for name, g in df.groupby(key, sort=False):
+            out[name] = {c: format_mean_std(100 * g[c].mean(), 100 * g[c].std(ddof=1), len(g)) for c in columns}
+        return pd.DataFrame(out).T
+
+    t1 = summary(frame, "variant", ["source_before", "source_after", "target", "forgetting"])
+    t2 = summary(seq, "method", ["avg_acc", "bwt"])
+    header = (f"Fine-tuning mnist → mnist_m ({args.steps} steps each, Adam 1e-3 annealed, digits CNN + BatchNorm): "
+              f"accuracy (%) on mnist test before/after, mnist_m test, forgetting = before − after; mean ± std (n seeds). "
+              f"Wall time {wall / 60:.1f} min.")
+    text = (header + "\n\n" + t1.to_markdown() + "\n\nSequence mnist → mnist_m → syndigits: average accuracy after the "
+            "third task and backward transfer (%), mean ± std.\n\n" + t2.to_markdown() + "\n")
+    args.out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(args.out / "table.md", text)
+    atomic_write_text(args.out / "finetune.csv", frame.to_csv(index=False))
+    atomic_write_text(args.out / "sequence.csv", seq.to_csv(index=False))
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,73 @@
+"""Source vs target accuracy after fine-tuning, across the regularisation strength: one curve per method.
+
+    python paper_figures/forgetting_tradeoff.py [--results results/forgetting/finetune.csv] [--out results/figures]
+
+Reads results written by experiments/forgetting.py (never trains). Points are means over seeds with ±1 std
+bars; EWC and L2-SP are curves over λ / α, plain fine-tuning and the frozen backbone are single points.
+Writes forgetting_tradeoff.png and .pdf.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def family_and_strength(variant: str) -> tuple[str, float]:
+    """'ewc λ=100' → ('ewc', 100.0); 'finetune' → ('finetune', nan)."""
+    m = re.match(r"^(\S+) [λα]=([0-9.e+-]+)$", variant)
+    return (m.group(1), float(m.group(2))) if m else (variant, float("nan"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--results", type=Path, default=REPO / "results" / "forgetting" / "finetune.csv")
+    parser.add_argument("--out", type=Path, default=REPO / "results" / "figures")
+    args = parser.parse_args(argv)
+    if not args.results.is_file():
+        print(f"error: no results at {args.results}; run experiments/forgetting.py first", file=sys.stderr)
+        return 2
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    import seaborn as sns
+
+    frame = pd.read_csv(args.results)
+    frame[["family", "strength"]] = frame["variant"].apply(lambda v: pd.Series(family_and_strength(v)))
+    stats = frame.groupby(["variant", "family", "strength"], dropna=False).agg(
+        source=("source_after", "mean"), source_sd=("source_after", "std"),
+        target=("target", "mean"), target_sd=("target", "std")).reset_index()
+    sns.set_theme(style="whitegrid")
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    palette = dict(zip(sorted(stats["family"].unique()), sns.color_palette("tab10")))
+    for family, g in stats.groupby("family"):
+        g = g.sort_values("strength")
+        ax.errorbar(100 * g["target"], 100 * g["source"], xerr=100 * g["target_sd"], yerr=100 * g["source_sd"],
+                    marker="o", capsize=2, label=family, color=palette[family], linestyle="-" if len(g) > 1 else "none")
+        for _, r in g.iterrows():
+            if r["strength"] == r["strength"]:  # not NaN
+                ax.annotate(f"{r['strength']:g}", (100 * r["target"], 100 * r["source"]), fontsize=7,
+                            xytext=(3, 3), textcoords="offset points")
+    before = 100 * frame["source_before"].mean()
+    ax.axhline(before, color="grey", linestyle=":", label="source before fine-tuning")
+    ax.set_xlabel("target accuracy after fine-tuning (%)")
+    ax.set_ylabel("source accuracy after fine-tuning (%)")
+    ax.set_title("Forgetting vs adaptation (labels: λ or α)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    args.out.mkdir(parents=True, exist_ok=True)
+    for ext in ("png", "pdf"):
+        fig.savefig(args.out / f"forgetting_tradeoff.{ext}", dpi=150)
+    print(f"wrote {args.out / 'forgetting_tradeoff.png'} and .pdf")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
