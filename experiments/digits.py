@@ -39,7 +39,7 @@ METHODS = ["source_only", "dann", "dan", "coral", "target_oracle"]
 # which the adaptation goal is measured (about 20 CPU-minutes per pair and seed); full is paper scale, for a GPU.
 RECIPE = dict(batch_size=64, optimizer="adam", lr=1e-3, schedule="dann", weight_decay=5e-4,
               backbone="digits_cnn", backbone_kwargs={"batch_norm": True})
-PRESETS = {"quick": dict(steps=600), "standard": dict(steps=3000), "full": dict(steps=20000)}
+PRESETS = {"quick": dict(steps=500), "standard": dict(steps=3000), "full": dict(steps=20000)}
 
 
 def parse_pair(pair: str) -> tuple[str, str]:

@@ -40,12 +40,12 @@ EWC_LAMBDAS = [10.0, 100.0, 1000.0, 10000.0]
 L2SP_ALPHAS = [0.1, 1.0]
 
 
-def variants(best_lambda: float) -> dict[str, dict]:
+def variants(best_lambda: float, lambdas: list[float], alphas: list[float], samples: int) -> dict[str, dict]:
     out: dict[str, dict] = {"finetune": {}}
-    for lam in EWC_LAMBDAS:
-        out[f"ewc λ={lam:g}"] = {"regularizers": {"ewc": {"lam": lam, "samples": 1000}}}
-    out["online_ewc"] = {"regularizers": {"ewc": {"lam": best_lambda, "samples": 1000, "online": True, "gamma": 1.0}}}
-    for alpha in L2SP_ALPHAS:
+    for lam in sorted(set(lambdas) | {best_lambda}):
+        out[f"ewc λ={lam:g}"] = {"regularizers": {"ewc": {"lam": lam, "samples": samples}}}
+    out["online_ewc"] = {"regularizers": {"ewc": {"lam": best_lambda, "samples": samples, "online": True, "gamma": 1.0}}}
+    for alpha in alphas:
         out[f"l2sp α={alpha:g}"] = {"regularizers": {"l2sp": {"alpha": alpha}}}
     out["frozen"] = {"freeze": ["backbone.*"]}
     return out
@@ -72,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=1000, help="steps of pre-training and of each fine-tuning")
     parser.add_argument("--best-lambda", type=float, default=1000.0, help="λ of online EWC and of the sequence")
+    parser.add_argument("--lambdas", nargs="+", type=float, default=EWC_LAMBDAS, help="EWC λ grid")
+    parser.add_argument("--alphas", nargs="+", type=float, default=L2SP_ALPHAS, help="L2-SP α grid")
+    parser.add_argument("--fisher-samples", type=int, default=1000, help="examples of the Fisher")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path, default=REPO / "results" / "forgetting")
@@ -93,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     pre_results = dict(zip(args.seeds, run_all([(pre[s], pre_dirs[s]) for s in args.seeds], args.jobs)))
 
     # 2. fine-tune on mnist_m with every remedy
-    table_variants = variants(args.best_lambda)
+    table_variants = variants(args.best_lambda, args.lambdas, args.alphas, args.fisher_samples)
     ft_jobs, ft_keys = [], []
     for name, extra in table_variants.items():
         for s in args.seeds:
@@ -114,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # 3. the sequence mnist → mnist_m → syndigits (step 2 is the first fine-tuning above)
     seq_methods = {"finetune": "finetune", "ewc": f"ewc λ={args.best_lambda:g}", "online_ewc": "online_ewc",
-                   "l2sp": f"l2sp α={L2SP_ALPHAS[-1]:g}", "frozen": "frozen"}
+                   "l2sp": f"l2sp α={args.alphas[-1]:g}", "frozen": "frozen"}
     seq_methods = {k: v for k, v in seq_methods.items() if v in table_variants}
     seq_jobs, seq_keys = [], []
     for method, variant in seq_methods.items():

@@ -8,10 +8,11 @@ Reads only results (never trains or measures). Writes domain_gap.png and domain_
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+
+from _figure import pyplot, results_missing, save  # noqa: E402  (paper_figures/ is the script's folder)
 
 TITLES = {"mmd": "MMD² (unbiased)", "fd": "Fréchet distance", "kid": "KID", "a_distance": "proxy A-distance"}
 
@@ -34,14 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=REPO / "results" / "domain_gap" / "gap.csv")
     parser.add_argument("--out", type=Path, default=REPO / "results" / "figures")
     args = parser.parse_args(argv)
-    if not args.results.is_file():
-        print(f"error: no results at {args.results}; run experiments/domain_gap.py first", file=sys.stderr)
+    if results_missing(args.results, "experiments/domain_gap.py"):
         return 2
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     import pandas as pd
     import seaborn as sns
 
@@ -54,10 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     features = frame["features"].iloc[0] if "features" in frame else "?"
     fig.suptitle(f"Domain gap between digit domains ({features} features, n = {int(frame['n'].iloc[0])} per domain)")
     fig.tight_layout()
-    args.out.mkdir(parents=True, exist_ok=True)
-    for ext in ("png", "pdf"):
-        fig.savefig(args.out / f"domain_gap.{ext}", dpi=150)
-    print(f"wrote {args.out / 'domain_gap.png'} and .pdf")
+    save(fig, args.out, "domain_gap")
     return 0
 
 

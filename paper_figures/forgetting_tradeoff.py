@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import argparse
 import re
-import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+
+from _figure import pyplot, results_missing, save  # noqa: E402  (paper_figures/ is the script's folder)
 
 
 def family_and_strength(variant: str) -> tuple[str, float]:
@@ -28,14 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=REPO / "results" / "forgetting" / "finetune.csv")
     parser.add_argument("--out", type=Path, default=REPO / "results" / "figures")
     args = parser.parse_args(argv)
-    if not args.results.is_file():
-        print(f"error: no results at {args.results}; run experiments/forgetting.py first", file=sys.stderr)
+    if results_missing(args.results, "experiments/forgetting.py"):
         return 2
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     import pandas as pd
     import seaborn as sns
 
@@ -62,10 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     ax.set_title("Forgetting vs adaptation (labels: λ or α)")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    args.out.mkdir(parents=True, exist_ok=True)
-    for ext in ("png", "pdf"):
-        fig.savefig(args.out / f"forgetting_tradeoff.{ext}", dpi=150)
-    print(f"wrote {args.out / 'forgetting_tradeoff.png'} and .pdf")
+    save(fig, args.out, "forgetting_tradeoff")
     return 0
 
 

@@ -16,6 +16,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from _figure import pyplot, save  # noqa: E402  (paper_figures/ is the script's folder)
+
 
 def run_features(run_dir: Path, n: int, seed: int):
     """(features, domain names, class labels) of n source-test and n target-test images of a run."""
@@ -52,10 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: not finished run directories (no checkpoints/last.pt): {missing}", file=sys.stderr)
         return 2
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     import pandas as pd
     import seaborn as sns
     from sklearn.manifold import TSNE
@@ -70,10 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         ax.set_title(f"{config.method}: {config.source} → {config.target}")
         ax.set_xticks([]), ax.set_yticks([]), ax.set_xlabel(""), ax.set_ylabel("")
     fig.tight_layout()
-    args.out.mkdir(parents=True, exist_ok=True)
-    for ext in ("png", "pdf"):
-        fig.savefig(args.out / f"tsne.{ext}", dpi=150)
-    print(f"wrote {args.out / 'tsne.png'} and .pdf")
+    save(fig, args.out, "tsne")
     return 0
 
 

@@ -13,7 +13,7 @@ from domainadapt.divergence import mmd2
 from domainadapt.methods import MethodContext, StepOutput, build_method, grad_reverse, grl_coefficient
 from domainadapt.methods.coral import coral_loss
 from domainadapt.models import Classifier
-from domainadapt.train import TrainConfig, Trainer, evaluate
+from domainadapt.train import TrainConfig, Trainer
 
 
 def test_grad_reverse_is_identity_forward_and_negated_scaled_backward():

@@ -90,3 +90,10 @@ def test_gap_closed_is_the_share_of_the_source_to_oracle_gap(tmp_path):
     closed = gap_closed(collect([tmp_path]))
     assert list(closed.columns) == ["dann"]
     assert closed.loc[("mnist", "mnist_m"), "dann"] == pytest.approx((0.75 - 0.53) / (0.96 - 0.53))
+
+
+def test_run_key_ignores_defaults_and_execution_fields():
+    base = TrainConfig(method="dann", source="mnist", target="mnist_m", seed=1)
+    assert base.config_hash() == TrainConfig(**{**base.to_dict(), "device": "cuda", "eval_every": 7}).config_hash()
+    assert base.config_hash() != TrainConfig(**{**base.to_dict(), "seed": 2}).config_hash()
+    assert "sync_batchnorm" not in base.key_dict() and base.key_dict()["method"] == "dann"

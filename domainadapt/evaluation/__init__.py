@@ -4,3 +4,7 @@ from .forgetting import average_accuracy, backward_transfer, forgetting
 from .stats import mean_std, t_interval
 
 __all__ = ["average_accuracy", "backward_transfer", "forgetting", "mean_std", "t_interval"]
+
+from .forgetting import AccuracyMatrix, AccuracyMatrixError, average_forgetting
+
+__all__ += ["AccuracyMatrix", "AccuracyMatrixError", "average_forgetting"]

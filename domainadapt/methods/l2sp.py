@@ -1,33 +1,86 @@
-"""L2-SP (Li et al. 2018, ICML, "Explicit Inductive Bias for Transfer Learning with CNNs", eq. 3):
-(α/2)‖θ_shared − θ⁰‖² + (β/2)‖θ_new‖², θ⁰ the starting (pretrained) weights, θ_new the layers it lacks."""
+"""L2-SP (Li et al. 2018, ICML, "Explicit Inductive Bias for Transfer Learning with Convolutional Networks",
+eq. 3): (α/2)‖θ_shared − θ⁰‖² + (β/2)‖θ_new‖².
+
+Plain weight decay pulls fine-tuned weights toward 0, i.e. away from what pretraining learned; L2-SP pulls the
+shared weights toward their starting point θ⁰ instead, and decays only the layers pretraining lacks (θ_new).
+"""
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
 
 
+class L2SPError(ValueError):
+    """Bad strengths, or a reference / new-parameter list that does not fit the model."""
+
+
+def _key(name: str) -> str:
+    return "ref__" + name.replace(".", "__")
+
+
 class L2SPPenalty(nn.Module):
+    """`reference`: θ⁰ by parameter name (e.g. `model.state_dict()` at the start; stored as float32 buffers, so
+    checkpointed and moved with the module). Entries that are buffers of the model (BatchNorm statistics) or
+    not floating point are ignored; parameters in neither `reference` nor `new_params` are not penalised."""
+
     def __init__(self, alpha: float, beta: float = 0.0, *, reference: dict[str, torch.Tensor],
                  new_params: list[str] | tuple[str, ...] = ()) -> None:
         super().__init__()
-        if alpha < 0 or beta < 0:
-            raise ValueError(f"L2-SP α and β must be >= 0, got α={alpha}, β={beta}")
+        for label, value in (("α", alpha), ("β", beta)):
+            try:
+                ok = math.isfinite(float(value)) and float(value) >= 0
+            except (TypeError, ValueError):
+                ok = False
+            if not ok:
+                raise L2SPError(f"L2-SP α and β must be >= 0, got {label}={value}")
+        if not isinstance(reference, dict):
+            raise L2SPError(f"L2-SP reference must be a dict {{parameter name: tensor}}, got {type(reference).__name__}")
+        if isinstance(new_params, str):
+            raise L2SPError("L2-SP new_params must be a list of parameter names, not one string")
+        bad = [k for k, v in reference.items() if not isinstance(v, torch.Tensor)]
+        if bad:
+            raise L2SPError(f"L2-SP reference entry '{bad[0]}' is not a tensor")
+        reference = {k: v for k, v in reference.items() if v.is_floating_point()}
         overlap = sorted(set(reference) & set(new_params))
         if overlap:
-            raise ValueError(f"L2-SP: parameters {overlap} are both shared (in the reference) and new")
+            raise L2SPError(f"L2-SP: parameter '{overlap[0]}' is both shared (in the reference) and new")
         self.alpha, self.beta = float(alpha), float(beta)
-        self.shared = sorted(reference)
+        self._shared = {_key(n): n for n in sorted(reference)}
+        if len(self._shared) != len(reference):
+            raise L2SPError("L2-SP: two reference names map to the same buffer name (one with '__')")
         self.new_params = sorted(new_params)
-        for name in self.shared:
-            self.register_buffer("ref__" + name.replace(".", "__"), reference[name].detach().clone().float())
+        for name in sorted(reference):
+            self.register_buffer(_key(name), reference[name].detach().clone().float())
+
+    @property
+    def shared(self) -> list[str]:
+        return list(self._shared.values())
 
     def forward(self, model: nn.Module) -> torch.Tensor:
         params = dict(model.named_parameters())
-        missing = [n for n in self.shared + self.new_params if n not in params]
-        if missing:
-            raise ValueError(f"L2-SP: the model has no parameter(s) {missing[:3]}")
-        shared = sum(((params[n].float() - getattr(self, "ref__" + n.replace(".", "__"))) ** 2).sum()
-                     for n in self.shared)
-        new = sum((params[n].float() ** 2).sum() for n in self.new_params) if self.new_params else 0.0
-        return 0.5 * self.alpha * shared + 0.5 * self.beta * new
+        buffers = {n for n, _ in model.named_buffers()}
+        missing_new = [n for n in self.new_params if n not in params]
+        if missing_new:
+            raise L2SPError(f"L2-SP: new parameter '{missing_new[0]}' is not in the model")
+        total_shared, total_new = None, None
+        for key, name in self._shared.items():
+            ref = getattr(self, key)
+            p = params.get(name)
+            if p is None:
+                if name in buffers:
+                    continue
+                raise L2SPError(f"L2-SP: reference parameter '{name}' is not in the model (another model's?)")
+            if p.shape != ref.shape:
+                raise L2SPError(f"L2-SP: parameter '{name}' has shape {tuple(p.shape)} in the model but "
+                                f"{tuple(ref.shape)} in the reference")
+            term = ((p.float() - ref) ** 2).sum()
+            total_shared = term if total_shared is None else total_shared + term
+        for name in self.new_params:
+            term = (params[name].float() ** 2).sum()
+            total_new = term if total_new is None else total_new + term
+        zero = torch.zeros((), device=next(iter(params.values())).device) if params else torch.zeros(())
+        return 0.5 * self.alpha * (zero if total_shared is None else total_shared) + \
+            0.5 * self.beta * (zero if total_new is None else total_new)

@@ -8,20 +8,25 @@ import torch
 from torch import nn
 
 
+def mlp_layers(in_features: int, hidden: Sequence[int], dropout: float = 0.0) -> tuple[list[nn.Module], int]:
+    """[fc → ReLU (→ dropout)] per hidden width; returns the layers and the output width."""
+    layers: list[nn.Module] = []
+    width = in_features
+    for h in hidden:
+        layers += [nn.Linear(width, h), nn.ReLU()]
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        width = h
+    return layers, width
+
+
 class MLPHead(nn.Module):
     """fc → ReLU (→ dropout) ... → classes; hidden=(100, 100) is Ganin et al.'s MNIST label head."""
 
     def __init__(self, in_features: int, num_classes: int, hidden: Sequence[int] = (100, 100), dropout: float = 0.0):
         super().__init__()
-        layers: list[nn.Module] = []
-        width = in_features
-        for h in hidden:
-            layers += [nn.Linear(width, h), nn.ReLU()]
-            if dropout > 0:
-                layers.append(nn.Dropout(dropout))
-            width = h
-        layers.append(nn.Linear(width, num_classes))
-        self.net = nn.Sequential(*layers)
+        layers, width = mlp_layers(in_features, hidden, dropout)
+        self.net = nn.Sequential(*layers, nn.Linear(width, num_classes))
 
     def forward(self, f: torch.Tensor) -> torch.Tensor:
         return self.net(f)

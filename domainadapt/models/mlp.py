@@ -8,18 +8,14 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from .classifier import mlp_layers
+
 
 class MLPBackbone(nn.Module):
     def __init__(self, in_features: int, hidden: Sequence[int] = (400, 400), dropout: float = 0.0) -> None:
         super().__init__()
-        layers: list[nn.Module] = [nn.Flatten()]
-        width = in_features
-        for h in hidden:
-            layers += [nn.Linear(width, h), nn.ReLU()]
-            if dropout > 0:
-                layers.append(nn.Dropout(dropout))
-            width = h
-        self.net = nn.Sequential(*layers)
+        layers, width = mlp_layers(in_features, hidden, dropout)
+        self.net = nn.Sequential(nn.Flatten(), *layers)
         self.out_features = width
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -76,7 +76,10 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     def key_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.to_dict().items() if k not in _NOT_IN_KEY}
+        """The fields that name the run: those that change what it computes and differ from their defaults
+        (so adding a field with a default later leaves every existing run's key, and its results, valid)."""
+        defaults = TrainConfig().to_dict()
+        return {k: v for k, v in self.to_dict().items() if k not in _NOT_IN_KEY and v != defaults[k]}
 
     def config_hash(self) -> str:
         blob = json.dumps(self.key_dict(), sort_keys=True, default=str).encode()
