@@ -16,6 +16,15 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 
+def fetch_batch(dataset: Dataset, index: torch.Tensor) -> Any:
+    """Rows `index` of a dataset: one gather through `get_batch` where the dataset has it (the in-memory
+    domains), else item by item, collated (any map-style dataset of (x, y) pairs)."""
+    get_batch = getattr(dataset, "get_batch", None)
+    if callable(get_batch):
+        return get_batch(index)
+    return default_collate([dataset[int(i)] for i in index])
+
+
 class StreamError(ValueError):
     """A stream cannot be built or restored as asked."""
 
@@ -111,10 +120,7 @@ class InfiniteBatchStream:
         return index
 
     def fetch(self, index: torch.Tensor) -> Any:
-        get_batch = getattr(self.dataset, "get_batch", None)
-        if get_batch is not None:
-            return get_batch(index)
-        return default_collate([self.dataset[int(i)] for i in index])
+        return fetch_batch(self.dataset, index)
 
     def __iter__(self) -> "InfiniteBatchStream":
         return self

@@ -48,15 +48,9 @@ def _data_access(data: Any) -> tuple[int, Callable[[torch.Tensor], tuple[torch.T
         return len(x), lambda i: (x[i], y[i])
     if not hasattr(data, "__len__"):
         raise EWCError(f"the Fisher needs a dataset with __len__ or a tensor pair (x, y), got {type(data).__name__}")
-    get_batch = getattr(data, "get_batch", None)
-    if callable(get_batch):
-        return len(data), get_batch
+    from ..data.streams import fetch_batch
 
-    def fetch(index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        items = [data[int(k)] for k in index]
-        return torch.stack([torch.as_tensor(it[0]) for it in items]), torch.as_tensor([int(it[1]) for it in items])
-
-    return len(data), fetch
+    return len(data), lambda index: fetch_batch(data, index)
 
 
 def sample_indices(n: int, n_samples: int | None, generator: torch.Generator) -> torch.Tensor:

@@ -23,7 +23,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset
 
-from ..data.streams import InfiniteBatchStream
+from ..data.streams import InfiniteBatchStream, fetch_batch
 from ..methods.base import Method, StepOutput
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
@@ -123,7 +123,7 @@ def evaluate(
     totals = torch.zeros(3, dtype=torch.float64, device=device)  # correct, loss sum, count
     for start in range(0, len(index), batch_size):
         chunk = index[start : start + batch_size]
-        x, y = _fetch(dataset, chunk)
+        x, y = fetch_batch(dataset, chunk)
         x, y = _to_device(x, device, channels_last), y.to(device, non_blocking=True)
         with _autocast(device, autocast_dtype):
             logits = model(x)
@@ -136,14 +136,6 @@ def evaluate(
         set_train_mode(model)
     correct, loss_sum, count = totals.tolist()
     return {"acc": correct / count, "loss": loss_sum / count}
-
-
-def _fetch(dataset: Dataset, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    get_batch = getattr(dataset, "get_batch", None)
-    if get_batch is not None:
-        return get_batch(index)
-    items = [dataset[int(i)] for i in index]
-    return torch.stack([x for x, _ in items]), torch.tensor([int(y) for _, y in items])
 
 
 def _to_device(x: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
