@@ -16,7 +16,6 @@ import argparse
 import os
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -24,7 +23,7 @@ sys.path.insert(0, str(REPO))
 
 from domainadapt.io import atomic_write_text  # noqa: E402
 from domainadapt.report import collect, gap_closed, render, summary_table  # noqa: E402
-from domainadapt.runs import check_inputs, run, run_name  # noqa: E402
+from domainadapt.runs import check_inputs, run_many, run_name  # noqa: E402
 from domainadapt.train import TrainConfig  # noqa: E402
 
 PAIRS = ["mnist:mnist_m", "syndigits:mnist", "mnist:syndigits", "mnist:optdigits"]
@@ -66,14 +65,6 @@ def build_configs(args: argparse.Namespace) -> list[TrainConfig]:
     return configs
 
 
-def _run_one(config: TrainConfig, root: str, threads: int) -> str:
-    import torch
-
-    torch.set_num_threads(threads)
-    run(config, Path(root) / run_name(config))
-    return run_name(config)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     scale = parser.add_mutually_exclusive_group()
@@ -102,19 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     runs_dir = args.out / "runs"
     t0 = time.perf_counter()
     _prebuild_domains(configs)
-    jobs = 1 if any(c.device.startswith("cuda") for c in configs) else args.jobs
-    threads = max(1, (os.cpu_count() or 1) // jobs)
-    if jobs == 1:
-        for i, config in enumerate(configs, 1):
-            _run_one(config, str(runs_dir), threads)
-            print(f"[{i}/{len(configs)}] {run_name(config)}", flush=True)
-    else:
-        from multiprocessing import get_context
-
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
-            futures = [pool.submit(_run_one, c, str(runs_dir), threads) for c in configs]
-            for i, future in enumerate(futures, 1):
-                print(f"[{i}/{len(configs)}] {future.result()}", flush=True)
+    run_many([(c, runs_dir / run_name(c)) for c in configs], args.jobs, verbose=True)
     wall = time.perf_counter() - t0
 
     names = {run_name(c) for c in configs}

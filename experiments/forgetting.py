@@ -16,10 +16,8 @@ Table 2, a sequence mnist → mnist_m → syndigits: the accuracy matrix gives a
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -31,7 +29,7 @@ import pandas as pd  # noqa: E402
 from domainadapt.evaluation.forgetting import average_accuracy, backward_transfer  # noqa: E402
 from domainadapt.io import atomic_write_text  # noqa: E402
 from domainadapt.report import format_mean_std  # noqa: E402
-from domainadapt.runs import check_inputs, run, run_name  # noqa: E402
+from domainadapt.runs import check_inputs, run_many, run_name  # noqa: E402
 from domainadapt.train import TrainConfig  # noqa: E402
 
 RECIPE = dict(batch_size=64, optimizer="adam", lr=1e-3, schedule="dann", weight_decay=5e-4, backbone="digits_cnn",
@@ -49,22 +47,6 @@ def variants(best_lambda: float, lambdas: list[float], alphas: list[float], samp
         out[f"l2sp α={alpha:g}"] = {"regularizers": {"l2sp": {"alpha": alpha}}}
     out["frozen"] = {"freeze": ["backbone.*"]}
     return out
-
-
-def _run(config: TrainConfig, run_dir: str) -> dict:
-    import torch
-
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // 2))
-    return run(config, run_dir)
-
-
-def run_all(jobs: list[tuple[TrainConfig, Path]], workers: int) -> list[dict]:
-    if workers <= 1:
-        return [_run(c, str(d)) for c, d in jobs]
-    from multiprocessing import get_context
-
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        return list(pool.map(_run, [c for c, _ in jobs], [str(d) for _, d in jobs]))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     pre_dirs = {s: runs / run_name(c) for s, c in pre.items()}
-    pre_results = dict(zip(args.seeds, run_all([(pre[s], pre_dirs[s]) for s in args.seeds], args.jobs)))
+    pre_results = dict(zip(args.seeds, run_many([(pre[s], pre_dirs[s]) for s in args.seeds], args.jobs)))
 
     # 2. fine-tune on mnist_m with every remedy
     table_variants = variants(args.best_lambda, args.lambdas, args.alphas, args.fisher_samples)
@@ -104,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
                             init_from=str(pre_dirs[s]), **common, **extra)
             ft_jobs.append((c, runs / run_name(c)))
             ft_keys.append((name, s))
-    ft_results = dict(zip(ft_keys, run_all(ft_jobs, args.jobs)))
+    ft_results = dict(zip(ft_keys, run_many(ft_jobs, args.jobs)))
     ft_dirs = dict(zip(ft_keys, [d for _, d in ft_jobs]))
 
     rows = []
@@ -127,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
                             init_from=str(ft_dirs[(variant, s)]), **common, **extra)
             seq_jobs.append((c, runs / run_name(c)))
             seq_keys.append((method, variant, s))
-    seq_results = dict(zip(seq_keys, run_all(seq_jobs, args.jobs)))
+    seq_results = dict(zip(seq_keys, run_many(seq_jobs, args.jobs)))
     seq_rows = []
     for (method, variant, s), r3 in seq_results.items():
         r1, r2 = pre_results[s]["metrics"], ft_results[(variant, s)]["metrics"]
