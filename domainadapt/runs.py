@@ -30,22 +30,12 @@ class RunDirError(ValueError):
 
 def check_inputs(config: TrainConfig) -> None:
     """Every check that needs no data: fails in milliseconds, before any domain is built."""
-    from .data import DomainError, available_domains
     from .methods import check_method_kwargs
-    from .models import BACKBONES
+    from .tasks import get_task
 
     config.validate()
     check_method_kwargs(config.method, config.method_kwargs)
-    names = available_domains()
-    for role in ("source", "target"):
-        name = getattr(config, role)
-        if not (name in names or name.startswith(("file:", "folder:"))):
-            raise DomainError(f"unknown {role} domain '{name}'; available: {', '.join(names)} (or file:PATH, folder:PATH)")
-    if config.backbone not in BACKBONES:
-        raise ValueError(f"unknown backbone '{config.backbone}'; choose one of {list(BACKBONES)}")
-    for name in config.extra_eval:
-        if not (name in names or name.startswith(("file:", "folder:"))):
-            raise DomainError(f"unknown extra_eval domain '{name}'; available: {', '.join(names)}")
+    get_task(config.task).check(config)
     if config.init_from is not None and not Path(config.init_from).exists():
         raise CheckpointError(f"init_from: no run directory or checkpoint at {config.init_from}")
     from .regularizers import check_regularizers
@@ -73,9 +63,9 @@ def _claim_run_dir(run_dir: Path, config: TrainConfig) -> None:
 
 def run(config: TrainConfig, run_dir: str | Path) -> dict[str, Any]:
     """Train one configuration into `run_dir` (resuming an unfinished run); return result.json's content."""
-    from .data import check_compatible, load_splits
     from .methods import MethodContext, build_method
-    from .models import build_model
+    from .regularizers import build_regularizers
+    from .tasks import get_task
     from .train.distributed import init_distributed, resolve_device
     from .train.seeding import seed_everything, set_deterministic
     from .train.trainer import Trainer
@@ -92,28 +82,13 @@ def run(config: TrainConfig, run_dir: str | Path) -> dict[str, Any]:
     try:
         set_deterministic(config.deterministic)
         seed_everything(config.seed)
-        split_kwargs = dict(
-            root=config.data_root, image_size=config.image_size, test_fraction=config.test_fraction, split_seed=config.split_seed
-        )
-        source = load_splits(config.source, **split_kwargs)
-        target = load_splits(config.target, **split_kwargs)
-        check_compatible(source["train"], target["train"])
-
-        extra = {name: load_splits(name, **split_kwargs)["test"] for name in config.extra_eval}
-        for domain in extra.values():
-            check_compatible(source["train"], domain)
-
-        model = build_model(config.backbone, source["train"].num_classes, config.image_size, config.backbone_kwargs)
-        init_state = None
-        if config.init_from is not None:
-            init_state = load_checkpoint(_checkpoint_file(config.init_from))
-            _load_model_weights(model, init_state, config.init_from)
+        init_state = load_checkpoint(_checkpoint_file(config.init_from)) if config.init_from is not None else None
+        task = get_task(config.task).build(config, init_state)
+        model = task.model
         freeze_parameters(model, config.freeze)
-        context = MethodContext(feature_dim=model.feature_dim, num_classes=model.num_classes, total_steps=config.steps)
+        context = MethodContext(feature_dim=task.feature_dim, num_classes=task.num_classes, total_steps=config.steps)
         method = build_method(config.method, context, **config.method_kwargs)
-        from .regularizers import build_regularizers
-
-        regularizers = build_regularizers(config.regularizers, model, previous=init_state, previous_task=source["train"])
+        regularizers = build_regularizers(config.regularizers, model, previous=init_state, fisher=task.fisher)
         if dist_ctx.rank > 0:
             seed_everything(config.seed + 7919 * dist_ctx.rank)  # same init everywhere, own dropout noise per rank
 
@@ -123,13 +98,13 @@ def run(config: TrainConfig, run_dir: str | Path) -> dict[str, Any]:
             config,
             model,
             method,
-            source_train=source["train"],
-            target_train=target["train"],
-            eval_sets={"source_test": source["test"], "target_test": target["test"],
-                       **{f"{name}_test": d for name, d in extra.items()}},
+            source_train=task.source_train,
+            target_train=task.target_train,
+            eval_sets=task.eval_sets,
             run_dir=run_dir,
             dist_ctx=dist_ctx,
             regularizers=regularizers,
+            evaluator=task.evaluator,
         )
         metrics = trainer.fit()
         result = {
@@ -140,12 +115,7 @@ def run(config: TrainConfig, run_dir: str | Path) -> dict[str, Any]:
             "train_seconds": trainer.train_seconds,
             "world_size": dist_ctx.world_size,
             "device": str(trainer.device),
-            "sizes": {
-                "source_train": len(source["train"]),
-                "source_test": len(source["test"]),
-                "target_train": len(target["train"]),
-                "target_test": len(target["test"]),
-            },
+            "sizes": task.sizes,
             "versions": {"torch": torch.__version__, "python": platform.python_version()},
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
@@ -198,12 +168,9 @@ def _checkpoint_file(path: str | Path) -> Path:
 
 
 def _load_model_weights(model: torch.nn.Module, state: dict[str, Any], where: str | Path) -> None:
-    prefix = "model."
-    weights = {k[len(prefix) :]: v for k, v in state["modules"].items() if k.startswith(prefix)}
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError as err:
-        raise CheckpointError(f"the model of {where} does not fit this run's model: {err}") from None
+    from .tasks import load_model_weights
+
+    load_model_weights(model, state, where)
 
 
 def _run_with_threads(config: TrainConfig, run_dir: str, threads: int) -> dict[str, Any]:
@@ -218,7 +185,7 @@ def run_many(jobs: list[tuple[TrainConfig, Path]], workers: int = 1, *, verbose:
     threads: small models run faster side by side than on more threads). CUDA runs go one at a time."""
     if any(c.device.startswith("cuda") for c, _ in jobs):
         workers = 1
-    threads = max(1, (os.cpu_count() or 1) // max(workers, 1))
+    threads = int(os.environ.get("DOMAINADAPT_THREADS", "0")) or max(1, (os.cpu_count() or 1) // max(workers, 1))
     results = []
     if workers <= 1:
         for i, (config, run_dir) in enumerate(jobs, 1):

@@ -1,4 +1,5 @@
-"""Source vs target accuracy after fine-tuning, across the regularisation strength: one curve per method.
+"""Source vs target accuracy after fine-tuning, across the regularisation strength: one curve per method,
+one panel per fine-tuning target.
 
     python paper_figures/forgetting_tradeoff.py [--results results/forgetting/finetune.csv] [--out results/figures]
 
@@ -36,27 +37,32 @@ def main(argv: list[str] | None = None) -> int:
     import seaborn as sns
 
     frame = pd.read_csv(args.results)
+    if "target_domain" not in frame:
+        frame["target_domain"] = "target"
     frame[["family", "strength"]] = frame["variant"].apply(lambda v: pd.Series(family_and_strength(v)))
-    stats = frame.groupby(["variant", "family", "strength"], dropna=False).agg(
-        source=("source_after", "mean"), source_sd=("source_after", "std"),
-        target=("target", "mean"), target_sd=("target", "std")).reset_index()
     sns.set_theme(style="whitegrid")
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    palette = dict(zip(sorted(stats["family"].unique()), sns.color_palette("tab10")))
-    for family, g in stats.groupby("family"):
-        g = g.sort_values("strength")
-        ax.errorbar(100 * g["target"], 100 * g["source"], xerr=100 * g["target_sd"], yerr=100 * g["source_sd"],
-                    marker="o", capsize=2, label=family, color=palette[family], linestyle="-" if len(g) > 1 else "none")
-        for _, r in g.iterrows():
-            if r["strength"] == r["strength"]:  # not NaN
-                ax.annotate(f"{r['strength']:g}", (100 * r["target"], 100 * r["source"]), fontsize=7,
-                            xytext=(3, 3), textcoords="offset points")
-    before = 100 * frame["source_before"].mean()
-    ax.axhline(before, color="grey", linestyle=":", label="source before fine-tuning")
-    ax.set_xlabel("target accuracy after fine-tuning (%)")
-    ax.set_ylabel("source accuracy after fine-tuning (%)")
-    ax.set_title("Forgetting vs adaptation (labels: λ or α)")
-    ax.legend(fontsize=8)
+    targets = list(dict.fromkeys(frame["target_domain"]))
+    fig, axes = plt.subplots(1, len(targets), figsize=(6 * len(targets), 4.5), squeeze=False)
+    palette = dict(zip(sorted(frame["family"].unique()), sns.color_palette("tab10")))
+    for ax, target in zip(axes[0], targets):
+        part = frame[frame["target_domain"] == target]
+        stats = part.groupby(["variant", "family", "strength"], dropna=False).agg(
+            source=("source_after", "mean"), source_sd=("source_after", "std"),
+            target=("target", "mean"), target_sd=("target", "std")).reset_index()
+        for family, g in stats.groupby("family"):
+            g = g.sort_values("strength")
+            ax.errorbar(100 * g["target"], 100 * g["source"], xerr=100 * g["target_sd"], yerr=100 * g["source_sd"],
+                        marker="o", capsize=2, label=family, color=palette[family],
+                        linestyle="-" if len(g) > 1 else "none")
+            for _, r in g.iterrows():
+                if r["strength"] == r["strength"]:  # not NaN
+                    ax.annotate(f"{r['strength']:g}", (100 * r["target"], 100 * r["source"]), fontsize=7,
+                                xytext=(3, 3), textcoords="offset points")
+        ax.axhline(100 * part["source_before"].mean(), color="grey", linestyle=":", label="source before fine-tuning")
+        ax.set_xlabel(f"{target} accuracy after fine-tuning (%)")
+        ax.set_ylabel("mnist accuracy after fine-tuning (%)")
+        ax.set_title(f"mnist → {target} (labels: λ or α)")
+        ax.legend(fontsize=8)
     fig.tight_layout()
     save(fig, args.out, "forgetting_tradeoff")
     return 0

@@ -13,11 +13,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+import torch
+
 from .domain import DigitDomain, DomainError
 from .splits import stratified_split
 
 FILE_PREFIX = "file:"
 FOLDER_PREFIX = "folder:"
+SHUFFLED_PREFIX = "shuffled:"  # a domain whose labels are permuted across its examples (a source that should hurt)
+SHUFFLE_SEED = 20190615
 _BUILTIN_MODULES = ("mnist", "mnist_m", "syndigits", "optdigits", "torchvision_digits")
 
 
@@ -64,6 +68,13 @@ def _ensure_builtins() -> None:
         _builtins_loaded = True
 
 
+def is_domain_name(name: str) -> bool:
+    """A registered name or one of the prefixed forms (file:, folder:, shuffled:NAME)."""
+    if name.startswith(SHUFFLED_PREFIX):
+        return is_domain_name(name[len(SHUFFLED_PREFIX) :])
+    return name.startswith((FILE_PREFIX, FOLDER_PREFIX)) or name in available_domains()
+
+
 def available_domains() -> list[str]:
     """Sorted registered names (also accepted: 'file:PATH' and 'folder:PATH')."""
     _ensure_builtins()
@@ -85,12 +96,19 @@ def load_domain(
     cache_dir: str | os.PathLike | None = None,
     seed: int = 0,
 ) -> DigitDomain:
-    """Build or load domain `name`: a registered name, 'file:PATH' (a DigitDomain.save file) or
-    'folder:PATH' (an ImageFolder of class sub-folders). `seed` only affects generated domains."""
+    """Build or load domain `name`: a registered name, 'file:PATH' (a DigitDomain.save file),
+    'folder:PATH' (an ImageFolder of class sub-folders) or 'shuffled:NAME' (NAME with its labels permuted across
+    examples by a fixed seed: the images carry no information about their labels, the control source of a
+    negative-transfer study, Wang et al. 2019). `seed` only affects generated domains."""
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size <= 0:
         raise DomainError(f"image_size must be a positive int, got {image_size!r}")
     if not isinstance(name, str) or not name:
         raise DomainError(f"domain name must be a non-empty string, got {name!r}")
+    if name.startswith(SHUFFLED_PREFIX):
+        inner = load_domain(name[len(SHUFFLED_PREFIX) :], root=root, image_size=image_size, download=download,
+                            cache_dir=cache_dir, seed=seed)
+        order = torch.randperm(len(inner), generator=torch.Generator().manual_seed(SHUFFLE_SEED))
+        return DigitDomain(name=name, images=inner.images, labels=inner.labels[order].clone(), classes=inner.classes)
     if name.startswith(FILE_PREFIX) or name.startswith(FOLDER_PREFIX):
         from . import files
 

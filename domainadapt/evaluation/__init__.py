@@ -8,3 +8,11 @@ __all__ = ["average_accuracy", "backward_transfer", "forgetting", "mean_std", "t
 from .forgetting import AccuracyMatrix, AccuracyMatrixError, average_forgetting
 
 __all__ += ["AccuracyMatrix", "AccuracyMatrixError", "average_forgetting"]
+
+from .negative_transfer import (
+    TransferGap,
+    negative_transfer_gap,
+    negative_transfer_table,
+)
+
+__all__ += ["TransferGap", "negative_transfer_gap", "negative_transfer_table"]

@@ -9,8 +9,9 @@ and checkpointed with the model.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -30,9 +31,9 @@ class StepOutput:
     """Everything computed once per step. Target labels are present only for methods that declare
     `uses_target_labels` (the oracle): unsupervised adaptation never sees them."""
 
-    x_s: torch.Tensor | None
+    x_s: Any  # a tensor (images) or a dict of tensors (tokenised text)
     y_s: torch.Tensor | None
-    x_t: torch.Tensor | None
+    x_t: Any
     f_s: torch.Tensor | None
     f_t: torch.Tensor | None
     logits_s: torch.Tensor | None
@@ -61,3 +62,56 @@ class Method(nn.Module):
 
     def losses(self, out: StepOutput, model: nn.Module) -> dict[str, torch.Tensor]:
         raise NotImplementedError
+
+    def compute_losses(
+        self,
+        model: nn.Module,
+        x_s: Any,
+        y_s: torch.Tensor | None,
+        x_t: Any,
+        y_t: torch.Tensor | None,
+        progress: float,
+        step: int,
+    ) -> dict[str, torch.Tensor]:
+        """The step's forward: ONE pass of the concatenated source+target batch through
+        `model.features_and_logits`, then `losses`. A method whose objective is not a classifier's (the masked-LM
+        objective of DAPT) overrides this instead of `losses`; inputs may then be dicts of tensors."""
+        parts = [x for x in (x_s, x_t) if x is not None]
+        x = concat_inputs(parts) if len(parts) > 1 else parts[0]
+        f, logits = model.features_and_logits(x)
+        n_s = 0 if x_s is None else batch_length(x_s)
+        out = StepOutput(
+            x_s=x_s,
+            y_s=y_s,
+            x_t=x_t,
+            f_s=f[:n_s] if x_s is not None else None,
+            f_t=f[n_s:] if x_t is not None else None,
+            logits_s=logits[:n_s] if x_s is not None else None,
+            logits_t=logits[n_s:] if x_t is not None else None,
+            progress=progress,
+            step=step,
+            y_t=y_t,
+        )
+        return self.losses(out, model)
+
+
+def batch_length(x: Any) -> int:
+    """Rows of a batch: a tensor, or a dict of tensors (tokenised text)."""
+    if isinstance(x, Mapping):
+        return len(next(iter(x.values())))
+    return x.shape[0]
+
+
+def concat_inputs(parts: list[Any]) -> Any:
+    """Concatenate batches along rows; dicts of token tensors are right-padded to a common length first
+    (padding value 0 = [PAD] for input ids and "not attended" for attention masks)."""
+    if not isinstance(parts[0], Mapping):
+        return torch.cat(parts)
+    out = {}
+    for key in parts[0]:
+        tensors = [p[key] for p in parts]
+        width = max(t.shape[1] for t in tensors) if tensors[0].dim() > 1 else None
+        if width is not None:
+            tensors = [nn.functional.pad(t, (0, width - t.shape[1])) for t in tensors]
+        out[key] = torch.cat(tensors)
+    return out

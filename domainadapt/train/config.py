@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,8 @@ class ConfigError(ValueError):
 @dataclass
 class TrainConfig:
     # what
+    task: str = "image_classification"  # or "masked_lm", "text_classification" (domainadapt.tasks)
+    task_kwargs: dict[str, Any] = field(default_factory=dict)
     method: str = "source_only"
     method_kwargs: dict[str, Any] = field(default_factory=dict)
     source: str = "mnist"
@@ -34,10 +37,15 @@ class TrainConfig:
     data_root: str | None = None
     test_fraction: float = 0.2
     split_seed: int = 0
+    target_per_class: int | None = None  # labelled target examples per class kept for training (None: all)
     init_from: str | None = None  # a run directory or checkpoint whose model weights start this run (fine-tuning)
     regularizers: dict[str, dict[str, Any]] = field(default_factory=dict)  # e.g. {"ewc": {"lam": 100.0}}
     extra_eval: list[str] = field(default_factory=list)  # more domains evaluated on their test split
     freeze: list[str] = field(default_factory=list)  # fnmatch patterns of model parameter names kept fixed
+    # transfer strategies (domainadapt.strategies; ULMFiT sec. 3.2): per-parameter learning rates, gradual unfreezing
+    lr_mults: dict[str, float] = field(default_factory=dict)  # fnmatch pattern of model parameter name -> lr multiplier
+    layer_lr_decay: float | None = None  # lr of the block at depth d from the top = lr * decay**d (ULMFiT: 1/2.6)
+    unfreeze_every: int = 0  # gradual unfreezing: head first, one more backbone block every N steps (0: off)
     # how
     steps: int = 1000
     batch_size: int = 64  # per domain, per optimizer step, all ranks and accumulation micro-steps together
@@ -107,6 +115,26 @@ class TrainConfig:
             raise ConfigError(f"schedule must be one of {list(SCHEDULES)}, got '{self.schedule}'")
         if not 0.0 < self.test_fraction < 1.0:
             raise ConfigError(f"test_fraction must be in (0, 1), got {self.test_fraction}")
+        if self.target_per_class is not None and (not isinstance(self.target_per_class, int) or self.target_per_class < 1):
+            raise ConfigError(f"target_per_class must be a positive integer or None, got {self.target_per_class!r}")
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ConfigError(f"grad_clip must be > 0 or None, got {self.grad_clip}")
+        self._validate_transfer()
         return self
+
+    def _validate_transfer(self) -> None:
+        """The transfer-strategy fields (domainadapt.strategies): patterns and multipliers, decay, period."""
+        if not isinstance(self.lr_mults, dict):
+            raise ConfigError(f"lr_mults must map fnmatch patterns to multipliers, got {self.lr_mults!r}")
+        for pattern, mult in self.lr_mults.items():
+            if not isinstance(pattern, str) or not pattern:
+                raise ConfigError(f"lr_mults: patterns must be non-empty strings, got {pattern!r}")
+            if isinstance(mult, bool) or not isinstance(mult, (int, float)) or not math.isfinite(mult) or mult <= 0:
+                raise ConfigError(f"lr_mults['{pattern}'] must be a finite number > 0, got {mult!r} "
+                                  "(use freeze to keep parameters fixed)")
+        decay = self.layer_lr_decay
+        if decay is not None and (isinstance(decay, bool) or not isinstance(decay, (int, float))
+                                  or not math.isfinite(decay) or decay <= 0):
+            raise ConfigError(f"layer_lr_decay must be a finite number > 0 or None (ULMFiT uses 1/2.6), got {decay!r}")
+        if isinstance(self.unfreeze_every, bool) or not isinstance(self.unfreeze_every, int) or self.unfreeze_every < 0:
+            raise ConfigError(f"unfreeze_every must be an integer >= 0 (0: no gradual unfreezing), got {self.unfreeze_every!r}")

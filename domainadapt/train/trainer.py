@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset
 
 from ..data.streams import InfiniteBatchStream, fetch_batch
-from ..methods.base import Method, StepOutput
+from ..methods.base import Method
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .distributed import DistContext, resolve_device
@@ -44,30 +45,14 @@ class StepModule(nn.Module):
 
     def forward(
         self,
-        x_s: torch.Tensor | None,
+        x_s: Any,
         y_s: torch.Tensor | None,
-        x_t: torch.Tensor | None,
+        x_t: Any,
         y_t: torch.Tensor | None,
         progress: float,
         step: int,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        parts = [x for x in (x_s, x_t) if x is not None]
-        x = torch.cat(parts) if len(parts) > 1 else parts[0]
-        f, logits = self.model.features_and_logits(x)
-        n_s = 0 if x_s is None else x_s.shape[0]
-        out = StepOutput(
-            x_s=x_s,
-            y_s=y_s,
-            x_t=x_t,
-            f_s=f[:n_s] if x_s is not None else None,
-            f_t=f[n_s:] if x_t is not None else None,
-            logits_s=logits[:n_s] if x_s is not None else None,
-            logits_t=logits[n_s:] if x_t is not None else None,
-            progress=progress,
-            step=step,
-            y_t=y_t,
-        )
-        losses = self.method.losses(out, self.model)
+        losses = self.method.compute_losses(self.model, x_s, y_s, x_t, y_t, progress, step)
         if not losses:
             raise RuntimeError(f"method '{self.method.name}' returned no losses")
         for name, regularizer in self.regularizers.items():  # penalties that compose with any method (EWC, L2-SP)
@@ -87,9 +72,29 @@ def set_train_mode(module: nn.Module) -> None:
                 m.eval()
 
 
-def build_param_groups(model: nn.Module, method: Method, lr: float) -> list[dict[str, Any]]:
-    """Model parameters at `lr`; the method's own modules at `lr × method.lr_mult` (default 1)."""
-    groups = [{"name": "model", "params": [p for p in model.parameters() if p.requires_grad], "lr": lr}]
+def build_param_groups(
+    model: nn.Module,
+    method: Method,
+    lr: float,
+    *,
+    lr_mults: dict[str, float] | None = None,
+    layer_lr_decay: float | None = None,
+) -> list[dict[str, Any]]:
+    """Model parameters at `lr`; the method's own modules at `lr × method.lr_mult` (default 1).
+
+    With `lr_mults` / `layer_lr_decay` (discriminative fine-tuning, see domainadapt.strategies) the model's
+    parameters split into one group per distinct lr, ordered bottom → top, named "model" / "model@<mult>".
+    Parameters frozen now (requires_grad False: config.freeze) are left out; those that gradual unfreezing
+    freezes later are in from the start (SGD/Adam skip a parameter whose grad is None)."""
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if lr_mults or layer_lr_decay is not None:
+        from ..strategies import group_by_lr_mult, param_lr_multipliers
+
+        groups = group_by_lr_mult(trainable, param_lr_multipliers(model, lr_mults, layer_lr_decay), lr)
+    else:
+        groups = []
+    if not groups:
+        groups = [{"name": "model", "params": [p for _, p in trainable], "lr": lr}]
     method_params = [p for p in method.parameters() if p.requires_grad]
     if method_params:
         groups.append({"name": "method", "params": method_params, "lr": lr * float(getattr(method, "lr_mult", 1.0))})
@@ -115,30 +120,55 @@ def evaluate(
     autocast_dtype: torch.dtype | None = None,
     channels_last: bool = False,
 ) -> dict[str, float]:
-    """Accuracy and mean cross-entropy; rows are sharded over ranks and the counts all-reduced."""
+    """Accuracy, macro-F1 and mean cross-entropy of a classifier; rows are sharded over ranks and the confusion
+    counts all-reduced. Inputs may be image tensors or dicts of token tensors (`model(x)` takes either)."""
     dist_ctx = dist_ctx or DistContext()
     was_training = model.training
     model.eval()
     index = torch.arange(dist_ctx.rank, len(dataset), dist_ctx.world_size)  # type: ignore[arg-type]
-    totals = torch.zeros(3, dtype=torch.float64, device=device)  # correct, loss sum, count
+    loss_sum = torch.zeros(1, dtype=torch.float64, device=device)
+    confusion: torch.Tensor | None = None  # [true, predicted] counts
     for start in range(0, len(index), batch_size):
         chunk = index[start : start + batch_size]
         x, y = fetch_batch(dataset, chunk)
-        x, y = _to_device(x, device, channels_last), y.to(device, non_blocking=True)
+        x, y = to_device(x, device, channels_last), y.to(device, non_blocking=True)
         with _autocast(device, autocast_dtype):
             logits = model(x)
         logits = logits.float()
-        totals[0] += (logits.argmax(1) == y).sum()
-        totals[1] += nn.functional.cross_entropy(logits, y, reduction="sum")
-        totals[2] += y.numel()
-    dist_ctx.all_reduce_sum(totals)
+        if confusion is None:
+            confusion = torch.zeros(logits.shape[1], logits.shape[1], dtype=torch.float64, device=device)
+        pairs = y * logits.shape[1] + logits.argmax(1)
+        confusion += torch.bincount(pairs, minlength=confusion.numel()).view_as(confusion)
+        loss_sum += nn.functional.cross_entropy(logits, y, reduction="sum")
+    if confusion is None:  # this rank got no rows; the others' counts still arrive through the all-reduce
+        classes = int(getattr(model, "num_classes", 1))
+        confusion = torch.zeros(classes, classes, dtype=torch.float64, device=device)
+    dist_ctx.all_reduce_sum(confusion)
+    dist_ctx.all_reduce_sum(loss_sum)
     if was_training:
         set_train_mode(model)
-    correct, loss_sum, count = totals.tolist()
-    return {"acc": correct / count, "loss": loss_sum / count}
+    count = float(confusion.sum())
+    return {"acc": float(confusion.diagonal().sum()) / count, "macro_f1": macro_f1(confusion),
+            "loss": float(loss_sum) / count}
 
 
-def _to_device(x: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
+def macro_f1(confusion: torch.Tensor) -> float:
+    """Mean over classes present (as truth or prediction) of 2TP / (2TP + FP + FN), as scikit-learn's
+    f1_score(average="macro") with zero_division=0 over the labels that occur."""
+    tp = confusion.diagonal()
+    support = confusion.sum(1) + confusion.sum(0)  # = 2TP + FP + FN
+    present = support > 0
+    return float((2 * tp[present] / support[present]).mean()) if bool(present.any()) else 0.0
+
+
+def to_device(x: Any, device: torch.device, channels_last: bool = False) -> Any:
+    """Move a batch (tensor, dict of tensors, tuple/list, None) to `device`; pinned + non-blocking on CUDA."""
+    if x is None:
+        return None
+    if isinstance(x, Mapping):
+        return {k: to_device(v, device, channels_last) for k, v in x.items()}
+    if isinstance(x, (tuple, list)):
+        return type(x)(to_device(v, device, channels_last) for v in x)
     if device.type == "cuda":
         x = x.pin_memory()
     x = x.to(device, non_blocking=True)
@@ -166,14 +196,16 @@ class Trainer:
         model: nn.Module,
         method: Method,
         *,
-        source_train: Dataset,
-        target_train: Dataset,
+        source_train: Dataset | None,
+        target_train: Dataset | None,
         eval_sets: dict[str, Dataset],
         run_dir: str | Path,
         dist_ctx: DistContext | None = None,
         regularizers: nn.ModuleDict | None = None,
+        evaluator: Callable[..., dict[str, float]] | None = None,
     ) -> None:
         self.config = config.validate()
+        self.evaluator = evaluator or evaluate  # the task's measure (classifier accuracy, or masked-LM loss)
         self.config_hash = config.config_hash()
         self.dist = dist_ctx or DistContext()
         self.device = resolve_device(config.device, self.dist.local_rank)
@@ -212,7 +244,8 @@ class Trainer:
                 num_workers=config.num_workers, pin_memory=self.device.type == "cuda",
             )
 
-        self.optimizer = build_optimizer(config, build_param_groups(model, method, config.lr))
+        self.optimizer = build_optimizer(config, build_param_groups(
+            model, method, config.lr, lr_mults=config.lr_mults, layer_lr_decay=config.layer_lr_decay))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer,
             lr_factor(config.schedule, config.steps, config.warmup_steps, **config.schedule_kwargs),
@@ -285,15 +318,32 @@ class Trainer:
         cl = self.config.channels_last
         if "source" in self.streams:
             x, y = next(self.streams["source"])
-            x_s, y_s = _to_device(x, self.device, cl), y.to(self.device, non_blocking=True)
+            x_s, y_s = to_device(x, self.device, cl), to_device(y, self.device)
         if "target" in self.streams:
             x, y = next(self.streams["target"])
-            x_t = _to_device(x, self.device, cl)
+            x_t = to_device(x, self.device, cl)
             if self.method.uses_target_labels:
-                y_t = y.to(self.device, non_blocking=True)
+                y_t = to_device(y, self.device)
         return x_s, y_s, x_t, y_t
 
+    def _apply_unfreeze_schedule(self) -> None:
+        """Gradual unfreezing (config.unfreeze_every > 0; strategies.GradualUnfreezing): which blocks train is a
+        pure function of the step, so a resumed run unfreezes where an uninterrupted one does."""
+        if self.config.unfreeze_every <= 0:
+            return
+        schedule = getattr(self, "_unfreezing", None)
+        if schedule is None:
+            from ..strategies import GradualUnfreezing
+
+            if self.dist.enabled and not getattr(self.engine, "find_unused_parameters", False):
+                raise ValueError("gradual unfreezing under DDP needs DistributedDataParallel(find_unused_parameters=True)")
+            managed = [p for g in self.optimizer.param_groups for p in g["params"]]
+            schedule = self._unfreezing = GradualUnfreezing(self.model, self.config.unfreeze_every, managed)
+        if schedule.apply(self.step):
+            set_train_mode(self.step_module)  # BatchNorm of the blocks still frozen stays in eval mode
+
     def train_step(self) -> None:
+        self._apply_unfreeze_schedule()
         config = self.config
         progress = self.step / config.steps
         accum = config.grad_accum
@@ -333,7 +383,7 @@ class Trainer:
     def evaluate_all(self) -> dict[str, float]:
         metrics: dict[str, float] = {}
         for name, dataset in self.eval_sets.items():
-            result = evaluate(
+            result = self.evaluator(
                 self.model,
                 dataset,
                 device=self.device,

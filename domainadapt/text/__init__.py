@@ -1,0 +1,34 @@
+"""Text domains for domain- and task-adaptive pretraining (Gururangan et al., 2020, "Don't Stop Pretraining").
+
+dictd     offline corpora from Debian's dictd dictionaries (FOLDOC, Jargon, GCIDE)
+corpora   corpus specs -> datasets.Dataset, the FOLDOC subject task, MLM blocks and collator
+mlm       masked-LM loss at the masked positions only, held-out MLM loss, model loading (MiniLM)
+vocab     top-k unigram vocabulary overlap between corpora (the paper's Figure 2)
+
+Names are loaded from their submodule on first use, so importing this package stays cheap (no torch).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "dictd": ("DictEntry", "DictdError", "DictdFormatError", "DictdNotFoundError", "dictd_path", "iter_dictd",
+              "read_dictd"),
+    "corpora": ("CorpusError", "SubjectTask", "entries_dataset", "exclude_headwords", "foldoc_subject_task",
+                "group_texts", "load_text", "mlm_collator", "subject_counts", "tokenize_corpus"),
+    "mlm": ("MiniLMNotInstalledError", "lm_head", "load_masked_lm", "masked_lm_loss", "minilm_path", "mlm_eval_loss"),
+    "vocab": ("overlap_long", "top_unigrams", "unigram_counts", "vocab_overlap"),
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = ["CorpusError", "DictEntry", "DictdError", "DictdFormatError", "DictdNotFoundError",
+    "MiniLMNotInstalledError", "SubjectTask", "dictd_path", "entries_dataset", "exclude_headwords",
+    "foldoc_subject_task", "group_texts", "iter_dictd", "lm_head", "load_masked_lm", "load_text",
+    "masked_lm_loss", "minilm_path", "mlm_collator", "mlm_eval_loss", "overlap_long", "read_dictd",
+    "subject_counts", "tokenize_corpus", "top_unigrams", "unigram_counts", "vocab_overlap"]
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)

