@@ -70,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--pre-steps", type=int, help="pretraining steps (default: the preset's)")
     parser.add_argument("--ft-steps", type=int, help="fine-tuning steps (default: the preset's)")
+    parser.add_argument("--pre-batch", type=int, help="pretraining blocks per step (default: the preset's)")
+    parser.add_argument("--ft-batch", type=int, help="fine-tuning examples per step (default: the preset's, at most "
+                        "the labelled examples)")
     parser.add_argument("--classes", type=int, default=8)
     parser.add_argument("--train-per-class", type=int, default=8)
     parser.add_argument("--test-per-class", type=int, default=50)
@@ -84,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     preset = dict(PRESETS["quick" if args.quick else "standard"])
     preset["pre_steps"] = args.pre_steps or preset["pre_steps"]
     preset["ft_steps"] = args.ft_steps or preset["ft_steps"]
+    preset["pre_batch"] = args.pre_batch or preset["pre_batch"]
+    preset["ft_batch"] = min(args.ft_batch or preset["ft_batch"], args.classes * args.train_per_class)
     unknown = sorted(set(args.rows) - {*CORPORA, "DAPT+EWC"})
     if unknown:
         print(f"error: unknown rows {unknown}; choose from {[*CORPORA, 'DAPT+EWC']}", file=sys.stderr)

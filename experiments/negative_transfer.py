@@ -123,10 +123,11 @@ def main(argv: list[str] | None = None) -> int:
             f"{args.seeds}; pretraining {pre_steps} steps, fine-tuning {ft_steps} steps, {p['image_size']}px, digits CNN "
             f"+ BN, Adam 1e-3. NTG > 0 with its interval above 0 = negative transfer. Wall time {wall / 60:.1f} min.\n\n")
     for target, g in shown.groupby("target", sort=False):
-        text += f"### target {target}\n\n" + g.set_index(["source", "strategy", "size"])[
-            ["acc transfer / scratch (%)", "NTG (points) [95% CI]", "verdict"]].to_markdown() + "\n\n"
+        text += f"### target {target}\n\n" + g[["source", "strategy", "size", "acc transfer / scratch (%)",
+                                                "NTG (points) [95% CI]", "verdict"]].to_markdown(index=False) + "\n\n"
     text += ("Spearman ρ between the transfer gain (acc_transfer − acc_scratch, per source, strategy and size) and "
-             "each pixel-space gap measure of (source, target):\n\n" + correlations.to_markdown(index=False) + "\n")
+             "each pixel-space gap measure of (source, target); the points of one source share its gap value, so n "
+             "points carry only as many distinct gaps as there are sources:\n\n" + correlations.to_markdown(index=False) + "\n")
     args.out.mkdir(parents=True, exist_ok=True)
     for name, table in [("runs", frame), ("ntg", ntg), ("gaps", gaps), ("correlations", correlations)]:
         atomic_write_text(args.out / f"{name}.csv", table.to_csv(index=False))

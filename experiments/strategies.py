@@ -123,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
         tied = len(ranked) > 1 and intervals[ranked[0]][0] <= intervals[ranked[1]][1]
         col = {}
         for st, (m, sd, n) in stats.items():
-            mark = " **(best)**" if st == ranked[0] and not tied else " (best, tied)" if st == ranked[0] else ""
+            mark = " **(best)**" if st == ranked[0] and not tied else f" (best; {ranked[1]} within its interval)" \
+                if st == ranked[0] else ""
             col[st] = f"{m:.1f} ± {sd:.1f}{mark}"
         table1["all" if k == 0 else f"{k}/class"] = col
     table1 = pd.DataFrame(table1)

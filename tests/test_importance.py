@@ -21,11 +21,8 @@ MU = np.array([1.0, 0.5])
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_torch_thread):
+    """Tiny models: one thread each (see conftest.py)."""
 
 
 def _gaussians(n_s: int = 4000, n_t: int = 2000, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -35,11 +35,8 @@ HEAD = ["head."]
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_torch_thread):
+    """Tiny models: one thread each (see conftest.py)."""
 
 
 @pytest.fixture(scope="module")

@@ -33,6 +33,8 @@ def text_world(tmp_path_factory):
     write_dictd(root / "dictd", "foldoc", _entries())
     general = [([f"w{k}"], f"w{k}\n\n   {t}\n") for k, t in enumerate(tiny_texts(200, seed=9))]
     write_dictd(root / "dictd", "gcide", general)
+    jargon = [([f"j{k}"], f"j{k}\n\n   {t}\n") for k, t in enumerate(tiny_texts(30, seed=11))]
+    write_dictd(root / "dictd", "jargon", jargon)
     corpus = [t for _, body in _entries() for t in [body]] + tiny_texts(100, seed=3)
     tokenizer = tiny_tokenizer(corpus, vocab_size=150)
     model = tiny_bert(len(tokenizer))
@@ -128,8 +130,8 @@ def test_text_tasks_fail_early_on_bad_input(world, tmp_path):
         check_inputs(mlm_config(world, backbone="digits_cnn"))
     with pytest.raises(TextTaskError, match="unknown corpus"):
         check_inputs(mlm_config(world, target="nonsense"))
-    with pytest.raises(DictdNotFoundError, match="dict-jargon"):
-        check_inputs(mlm_config(world, target="dictd:foldoc+dictd:jargon"))
+    with pytest.raises(DictdNotFoundError, match="dict-vera"):
+        check_inputs(mlm_config(world, target="dictd:foldoc+dictd:vera"))
     with pytest.raises(TextTaskError, match="does not take task_kwargs"):
         check_inputs(mlm_config(world, task_kwargs={"blocksize": 8}))
     with pytest.raises(TextTaskError, match="method 'masked_lm'"):
@@ -138,3 +140,39 @@ def test_text_tasks_fail_early_on_bad_input(world, tmp_path):
         check_inputs(cls_config(world, source="mnist"))
     with pytest.raises(ValueError, match="unknown task"):
         check_inputs(cls_config(world, task="speech"))
+
+
+def _dapt_script(args: list[str], dictd_dir, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "DOMAINADAPT_DICTD_DIR": str(dictd_dir), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([sys.executable, str(repo / "experiments" / "dapt.py"), *args], env=env, capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_dapt_script_writes_its_tables(world, tmp_path):
+    import pandas as pd
+
+    out = tmp_path / "dapt"
+    done = _dapt_script(["--quick", "--backbone", str(world / "bert"), "--rows", "DAPT", "¬DAPT", "--seeds", "0", "1",
+                         "--pre-steps", "2", "--ft-steps", "2", "--pre-batch", "4", "--classes", "3", "--train-per-class", "4",
+                         "--test-per-class", "4", "--out", str(out)], world / "dictd", tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    frame = pd.read_csv(out / "finetune.csv")
+    assert set(frame.row) == {"base", "DAPT", "¬DAPT"} and len(frame) == 6
+    mlm = pd.read_csv(out / "mlm.csv", index_col=0)
+    assert list(mlm.index) == ["base", "DAPT", "¬DAPT"] and (mlm.domain_mlm > 0).all()
+    overlap = pd.read_csv(out / "vocab_overlap.csv", index_col=0)
+    assert overlap.loc["FOLDOC", "FOLDOC"] == 100
+    assert "Δ vs base" in (out / "table.md").read_text()
+
+
+def test_dapt_script_says_what_is_missing(tmp_path):
+    done = _dapt_script(["--quick", "--out", str(tmp_path / "x")], tmp_path / "empty", tmp_path)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    for package in ("dict-foldoc", "dict-jargon", "dict-gcide"):
+        assert f"apt-get install {package}" in done.stderr

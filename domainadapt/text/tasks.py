@@ -216,14 +216,19 @@ def _check_backbone(config: TrainConfig) -> None:
 # ------------------------------------------------------------------------------------------------ masked LM
 
 
-def _check_masked_lm(config: TrainConfig) -> None:
-    unknown = sorted(set(config.task_kwargs) - MLM_OPTIONS)
+def _check_task_fields(config: TrainConfig, options: set[str], method: str) -> None:
+    """The checks both text tasks share: known task_kwargs, the task's method, the subject task, the backbone."""
+    unknown = sorted(set(config.task_kwargs) - options)
     if unknown:
-        raise TextTaskError(f"task 'masked_lm' does not take task_kwargs {unknown}; it takes {sorted(MLM_OPTIONS)}")
-    if config.method != "masked_lm":
-        raise TextTaskError(f"task 'masked_lm' trains with method 'masked_lm', not '{config.method}'")
+        raise TextTaskError(f"task '{config.task}' does not take task_kwargs {unknown}; it takes {sorted(options)}")
+    if config.method != method:
+        raise TextTaskError(f"task '{config.task}' trains with method '{method}', not '{config.method}'")
     _subject_task_options(config.task_kwargs)
     _check_backbone(config)
+
+
+def _check_masked_lm(config: TrainConfig) -> None:
+    _check_task_fields(config, MLM_OPTIONS, "masked_lm")
     _check_corpus_spec(config.target, "target")
     if "general" in config.task_kwargs:
         _check_corpus_spec(config.task_kwargs["general"], "task_kwargs.general")
@@ -267,10 +272,13 @@ def masked_lm_eval_sets(tokenizer: Any, task_kwargs: dict[str, Any], target: str
 
 
 def heldout_mlm_losses(backbone: str, task_kwargs: dict[str, Any], target: str, *,
-                       device: str = "cpu") -> dict[str, float]:
-    """The held-out masked-LM losses of a model before any continued pretraining (the "base" row)."""
+                       device: str = "cpu", seed: int = 0) -> dict[str, float]:
+    """The held-out masked-LM losses of a model before any continued pretraining (the "base" row). A head that
+    the checkpoint lacks (all-MiniLM-L6-v2 ships none) is initialised from `seed`, as a seed-0 run's would be."""
+    from ..train.seeding import seed_everything
     from .mlm import load_masked_lm
 
+    seed_everything(seed)  # as runs.run does before building the task: the same fresh head as a seed-0 run's
     model, tokenizer = load_masked_lm(_resolve_backbone(backbone), device=device)
     sets = masked_lm_eval_sets(tokenizer, task_kwargs, target)
     return {name: evaluate_masked_lm(model, data, device=torch.device(device), batch_size=32)["mlm_loss"]
@@ -368,17 +376,11 @@ class TextClassifier(nn.Module):
 
 
 def _check_classification(config: TrainConfig) -> None:
-    unknown = sorted(set(config.task_kwargs) - CLS_OPTIONS)
-    if unknown:
-        raise TextTaskError(f"task 'text_classification' does not take task_kwargs {unknown}; it takes {sorted(CLS_OPTIONS)}")
+    _check_task_fields(config, CLS_OPTIONS, "source_only")
     if config.source != "foldoc_subjects":
         raise TextTaskError(f"task 'text_classification' has one labelled source, 'foldoc_subjects'; got '{config.source}'")
-    if config.method not in ("source_only",):
-        raise TextTaskError(f"task 'text_classification' fine-tunes with method 'source_only', not '{config.method}'")
     if config.regularizers:
         raise TextTaskError("regularizers on text_classification are not supported; regularise the masked-LM stage")
-    _subject_task_options(config.task_kwargs)
-    _check_backbone(config)
     from .dictd import dictd_path
 
     dictd_path("foldoc")
