@@ -33,8 +33,8 @@ from domainadapt.runs import check_inputs, run_many, run_name  # noqa: E402
 from domainadapt.strategies import apply_strategy  # noqa: E402
 from domainadapt.train import TrainConfig  # noqa: E402
 
-RECIPE = dict(optimizer="adam", lr=1e-3, weight_decay=5e-4, backbone="digits_cnn", backbone_kwargs={"batch_norm": True},
-              progress=False)
+from _transfer import add_common_args, finetune_config, pretrain_config, resolve  # noqa: E402  (experiments/)
+
 SOURCES = {"mnist": ["syndigits", "mnist_m", "optdigits", "shuffled:syndigits"],
            "mnist_m": ["mnist", "syndigits", "optdigits", "shuffled:mnist"]}
 PRESETS = {"quick": dict(pre_steps=500, ft_steps=300, image_size=28, sizes=[5, 20, 0]),
@@ -49,22 +49,12 @@ def size_label(per_class: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true")
     parser.add_argument("--targets", nargs="+", default=["mnist", "mnist_m"])
     parser.add_argument("--sources", nargs="+", help="sources for every target (default: near to far + shuffled control)")
-    parser.add_argument("--sizes", nargs="+", type=int, help="labelled target examples per class; 0 = all")
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--pre-steps", type=int)
-    parser.add_argument("--ft-steps", type=int)
     parser.add_argument("--gap-n", type=int, default=500, help="images per domain for the gap measures")
-    parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--out", type=Path, default=REPO / "results" / "negative_transfer")
+    add_common_args(parser, REPO / "results" / "negative_transfer")
     args = parser.parse_args(argv)
-    p = dict(PRESETS["quick" if args.quick else "standard"])
-    sizes = args.sizes or p["sizes"]
-    pre_steps, ft_steps = args.pre_steps or p["pre_steps"], args.ft_steps or p["ft_steps"]
-    common = dict(RECIPE, image_size=p["image_size"], device=args.device)
+    p, sizes, pre_steps, ft_steps = resolve(args, PRESETS)
     runs = args.out / "runs"
     t0 = time.perf_counter()
 
@@ -73,12 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     for target in args.targets:
         for source in args.sources or SOURCES.get(target, SOURCES["mnist"]):
             for s in args.seeds:
-                pre_jobs[(target, source, s)] = TrainConfig(method="source_only", source=source, target=target, seed=s,
-                                                            steps=pre_steps, batch_size=64, **common)
+                pre_jobs[(target, source, s)] = pretrain_config(source, target, s, pre_steps, p["image_size"], args.device)
         for k in sizes:
             for s in args.seeds:
-                base = TrainConfig(method="target_oracle", source=target, target=target, seed=s, steps=ft_steps,
-                                   batch_size=min(64, 10 * k) if k else 64, target_per_class=k or None, **common)
+                base = finetune_config(target, k, s, ft_steps, p["image_size"], args.device)
                 ft_jobs[(target, "none", "scratch", k, s)] = apply_strategy(base, "scratch")
                 for source in args.sources or SOURCES.get(target, SOURCES["mnist"]):
                     pre_dir = runs / run_name(pre_jobs[(target, source, s)])

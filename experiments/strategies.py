@@ -36,8 +36,8 @@ from domainadapt.runs import check_inputs, run_many, run_name  # noqa: E402
 from domainadapt.strategies import apply_strategy  # noqa: E402
 from domainadapt.train import TrainConfig  # noqa: E402
 
-RECIPE = dict(optimizer="adam", lr=1e-3, weight_decay=5e-4, backbone="digits_cnn", backbone_kwargs={"batch_norm": True},
-              progress=False)
+from _transfer import add_common_args, finetune_config, pretrain_config, resolve  # noqa: E402  (experiments/)
+
 STRATEGIES = ["scratch", "feature_extraction", "partial", "full", "gradual", "discriminative"]
 PRESETS = {"quick": dict(pre_steps=500, ft_steps=400, image_size=28, sizes=[10, 100, 0]),
            "standard": dict(pre_steps=2000, ft_steps=1500, image_size=32, sizes=[5, 20, 100, 0])}
@@ -62,35 +62,22 @@ def accuracy_curve(run_dir: Path, final_step: int, final_acc: float) -> list[tup
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true")
     parser.add_argument("--source", default="mnist")
     parser.add_argument("--target", default="mnist_m")
-    parser.add_argument("--sizes", nargs="+", type=int, help="labelled target examples per class; 0 = all")
     parser.add_argument("--strategies", nargs="+", default=STRATEGIES)
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--pre-steps", type=int)
-    parser.add_argument("--ft-steps", type=int)
     parser.add_argument("--eval-every", type=int, help="default: fine-tuning steps / 20")
-    parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--out", type=Path, default=REPO / "results" / "strategies")
+    add_common_args(parser, REPO / "results" / "strategies")
     args = parser.parse_args(argv)
-    p = dict(PRESETS["quick" if args.quick else "standard"])
-    sizes = args.sizes or p["sizes"]
-    pre_steps, ft_steps = args.pre_steps or p["pre_steps"], args.ft_steps or p["ft_steps"]
+    p, sizes, pre_steps, ft_steps = resolve(args, PRESETS)
     eval_every = args.eval_every or max(1, ft_steps // 20)
-    common = dict(RECIPE, image_size=p["image_size"], device=args.device)
     runs = args.out / "runs"
     t0 = time.perf_counter()
 
-    pre = {s: TrainConfig(method="source_only", source=args.source, target=args.target, seed=s, steps=pre_steps,
-                          batch_size=64, **common) for s in args.seeds}
+    pre = {s: pretrain_config(args.source, args.target, s, pre_steps, p["image_size"], args.device) for s in args.seeds}
     jobs: dict[tuple[str, int, int], TrainConfig] = {}
     for k in sizes:
         for s in args.seeds:
-            base = TrainConfig(method="target_oracle", source=args.target, target=args.target, seed=s, steps=ft_steps,
-                               batch_size=min(64, 10 * k) if k else 64, target_per_class=k or None,
-                               eval_every=eval_every, **common)
+            base = finetune_config(args.target, k, s, ft_steps, p["image_size"], args.device, eval_every=eval_every)
             for strategy in args.strategies:
                 init = None if strategy == "scratch" else str(runs / run_name(pre[s]))
                 options = {"blocks": 1} if strategy == "partial" else {}
