@@ -12,6 +12,8 @@ irrelevant domain (¬DAPT) does not. Here:
              DAPT+EWC (Fisher of the masked-LM loss on held-out GCIDE text, Kirkpatrick et al. 2017)
   columns    macro-F1 mean ± std over seeds and its difference from base with a 95% t-interval paired by seed;
              held-out masked-LM loss on the task's test text (domain) and on held-out GCIDE text (general)
+Since a checkpoint without a masked-LM head starts with a random one, the head alone is first trained on general
+text (--head-warmup steps, encoder frozen); every row starts from that, and its held-out losses are the base row's.
 One pretraining run per row (as the paper); fine-tuning varies the seed. Writes table.md, finetune.csv,
 mlm.csv and vocab_overlap.csv (for paper_figures/vocab_overlap.py) to --out.
 
@@ -37,8 +39,8 @@ from domainadapt.runs import check_inputs, run_many, run_name  # noqa: E402
 from domainadapt.train import TrainConfig  # noqa: E402
 
 PRESETS = {  # pretraining steps, fine-tuning steps, block size = fine-tuning max length, batch sizes
-    "quick": dict(pre_steps=100, ft_steps=40, block_size=64, pre_batch=16, ft_batch=16),
-    "standard": dict(pre_steps=1000, ft_steps=150, block_size=128, pre_batch=32, ft_batch=16),
+    "quick": dict(head_warmup=150, pre_steps=100, ft_steps=40, block_size=64, pre_batch=16, ft_batch=16),
+    "standard": dict(head_warmup=1000, pre_steps=1000, ft_steps=150, block_size=128, pre_batch=32, ft_batch=16),
 }
 HEAD_LR_MULT = 10.0  # fresh heads (MiniLM's masked-LM transform, the classifier) learn at 10× the encoder's lr
 CORPORA = {"DAPT": "dictd:foldoc+dictd:jargon", "TAPT": "task:foldoc", "¬DAPT": "dictd:gcide"}
@@ -70,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--pre-steps", type=int, help="pretraining steps (default: the preset's)")
     parser.add_argument("--ft-steps", type=int, help="fine-tuning steps (default: the preset's)")
+    parser.add_argument("--head-warmup", type=int, help="steps of masked-LM training of the head alone (encoder frozen) "
+                        "on the general corpus before every row: a checkpoint without an MLM head (all-MiniLM-L6-v2) "
+                        "starts with a random one, whose gradients would otherwise disturb the encoder; 0 = none")
     parser.add_argument("--pre-batch", type=int, help="pretraining blocks per step (default: the preset's)")
     parser.add_argument("--ft-batch", type=int, help="fine-tuning examples per step (default: the preset's, at most "
                         "the labelled examples)")
@@ -88,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     preset["pre_steps"] = args.pre_steps or preset["pre_steps"]
     preset["ft_steps"] = args.ft_steps or preset["ft_steps"]
     preset["pre_batch"] = args.pre_batch or preset["pre_batch"]
+    preset["head_warmup"] = preset["head_warmup"] if args.head_warmup is None else args.head_warmup
     preset["ft_batch"] = min(args.ft_batch or preset["ft_batch"], args.classes * args.train_per_class)
     unknown = sorted(set(args.rows) - {*CORPORA, "DAPT+EWC"})
     if unknown:
@@ -106,6 +112,14 @@ def main(argv: list[str] | None = None) -> int:
     common = dict(backbone=args.backbone, optimizer="adamw", weight_decay=0.01, schedule="linear",
                   progress=False, device=args.device, eval_batch_size=32)
 
+    # 0. the masked-LM head alone, on general text (shared by every row; the base row's MLM losses)
+    warm = None
+    if preset["head_warmup"] > 0:
+        warm = TrainConfig(task="masked_lm", method="masked_lm", source="none", target=args.general,
+                           task_kwargs=mlm_kwargs, steps=preset["head_warmup"], batch_size=preset["pre_batch"], lr=1e-3,
+                           warmup_steps=preset["head_warmup"] // 10, seed=0, freeze=[f"{encoder_prefix(args.backbone)}.*"],
+                           **common)
+    warm_dir = None if warm is None else str(runs / run_name(warm))
     # 1. continued pretraining, one run per row
     pre: dict[str, TrainConfig] = {}
     for row in args.rows:
@@ -114,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         pre[row] = TrainConfig(task="masked_lm", method="masked_lm", source="none", target=corpus,
                                task_kwargs=mlm_kwargs, steps=preset["pre_steps"], batch_size=preset["pre_batch"],
                                lr=1e-4, warmup_steps=preset["pre_steps"] // 10, seed=0, lr_mults={"cls.*": HEAD_LR_MULT},
-                               **common, **extra)
+                               init_from=warm_dir, **common, **extra)
     # 2. fine-tuning: base and every pretrained row, each seed
     ft: dict[tuple[str, int], TrainConfig] = {}
     for row in ["base", *args.rows]:
@@ -126,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
                                        lr_mults={"head.*": HEAD_LR_MULT},
                                        warmup_steps=preset["ft_steps"] // 10, seed=s, init_from=init, **common)
     try:
-        for c in pre.values():
+        for c in [*([warm] if warm is not None else []), *(c for c in pre.values() if c.init_from is None)]:
             check_inputs(c)
         check_inputs(ft[("base", args.seeds[0])])
     except ValueError as err:
@@ -135,7 +149,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from domainadapt.text.tasks import heldout_mlm_losses
 
-    base_mlm = heldout_mlm_losses(args.backbone, mlm_kwargs, CORPORA["DAPT"])
+    if warm is not None:
+        m = run_many([(warm, Path(warm_dir))], verbose=True)[0]["metrics"]
+        base_mlm = {name: m[f"{name}/mlm_loss"] for name in ("domain_heldout", "general_heldout")}
+    else:
+        base_mlm = heldout_mlm_losses(args.backbone, mlm_kwargs, CORPORA["DAPT"])
     pre_results = dict(zip(pre, run_many([(c, runs / run_name(c)) for c in pre.values()], verbose=True)))
     ft_results = dict(zip(ft, run_many([(c, runs / run_name(c)) for c in ft.values()], verbose=True)))
 
@@ -169,7 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     overlap = vocabulary_overlap(subject)
     wall = time.perf_counter() - t0
     header = (f"FOLDOC subject classification ({args.classes} subjects, {args.train_per_class} labels per class, "
-              f"{args.test_per_class} test entries per class), {args.backbone}; pretraining {preset['pre_steps']} steps × "
+              f"{args.test_per_class} test entries per class), {args.backbone}; head warm-up {preset['head_warmup']} steps "
+              f"(base row's MLM losses); pretraining {preset['pre_steps']} steps × "
               f"{preset['pre_batch']} blocks of {preset['block_size']} tokens, fine-tuning {preset['ft_steps']} steps × "
               f"{preset['ft_batch']}; macro-F1 over seeds {args.seeds}; Δ paired by seed. Held-out masked-LM loss "
               f"(change vs base) on the task's test text (domain) and on held-out {args.general} text (general). "
@@ -182,6 +201,17 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_text(args.out / "vocab_overlap.csv", overlap.to_csv())
     print(text)
     return 0
+
+
+def encoder_prefix(backbone: str) -> str:
+    """The attribute holding a Hugging Face masked LM's encoder ("bert", "roberta", ...): frozen in the head warm-up."""
+    from transformers import AutoConfig
+
+    from domainadapt.text.tasks import _resolve_backbone
+
+    config = AutoConfig.from_pretrained(_resolve_backbone(backbone), trust_remote_code=False)
+    return {"distilbert": "distilbert", "xlm-roberta": "roberta", "camembert": "roberta"}.get(config.model_type,
+                                                                                            config.model_type)
 
 
 def vocabulary_overlap(subject: dict) -> pd.DataFrame:

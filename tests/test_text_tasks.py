@@ -159,7 +159,7 @@ def test_dapt_script_writes_its_tables(world, tmp_path):
 
     out = tmp_path / "dapt"
     done = _dapt_script(["--quick", "--backbone", str(world / "bert"), "--rows", "DAPT", "¬DAPT", "--seeds", "0", "1",
-                         "--pre-steps", "2", "--ft-steps", "2", "--pre-batch", "4", "--classes", "3", "--train-per-class", "4",
+                         "--pre-steps", "2", "--ft-steps", "2", "--head-warmup", "2", "--pre-batch", "4", "--classes", "3", "--train-per-class", "4",
                          "--test-per-class", "4", "--out", str(out)], world / "dictd", tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     frame = pd.read_csv(out / "finetune.csv")
