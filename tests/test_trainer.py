@@ -205,3 +205,20 @@ def test_load_trained_model_reproduces_the_reported_accuracy(toy, tmp_path):
     target_test = load_splits(config.target, image_size=16)["test"]
     acc = evaluate(model, target_test, device=torch.device("cpu"))["acc"]
     assert acc == result["metrics"]["target_test/acc"]
+
+
+def test_gradual_unfreezing_under_two_process_ddp_matches_one_process(toy, tmp_path):
+    """DDP hooks only parameters that require grad when it wraps; the trainer wraps again when a block unfreezes."""
+    config = tmp_path / "gradual.json"
+    config.write_text(json.dumps({"unfreeze_every": 10, "backbone_kwargs": {"batch_norm": False}}))
+    one, two = tmp_path / "one", tmp_path / "two"
+    subprocess.run(_train_cmd(toy, one, 30, ["--config", str(config)]), env=_env(), check=True, capture_output=True)
+    cmd2 = _train_cmd(toy, two, 30, ["--config", str(config)])
+    cmd2[1:3] = ["-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}",
+                 "--master_addr=127.0.0.1", "-m", "domainadapt"]
+    done = subprocess.run(cmd2, env=_env(), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    w1 = load_checkpoint(one / "checkpoints" / "last.pt")["modules"]
+    w2 = load_checkpoint(two / "checkpoints" / "last.pt")["modules"]
+    for k in w1:
+        torch.testing.assert_close(w1[k], w2[k], atol=1e-4, rtol=1e-3)

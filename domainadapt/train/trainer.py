@@ -224,11 +224,7 @@ class Trainer:
             self.step_module = nn.SyncBatchNorm.convert_sync_batchnorm(self.step_module)
             self.model, self.method = self.step_module.model, self.step_module.method
             model = self.model
-        if self.dist.enabled:
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self.engine: nn.Module = DistributedDataParallel(self.step_module, device_ids=ids)
-        else:
-            self.engine = self.step_module
+        self.engine: nn.Module = self._wrap_ddp() if self.dist.enabled else self.step_module
 
         micro_batch = config.batch_size // config.grad_accum
         world = self.dist.world_size
@@ -326,6 +322,12 @@ class Trainer:
                 y_t = to_device(y, self.device)
         return x_s, y_s, x_t, y_t
 
+    def _wrap_ddp(self) -> nn.Module:
+        """DDP over the step module. DDP hooks only the parameters that require grad when it wraps, so a change of
+        the trainable set (gradual unfreezing) wraps again, on every rank at the same step."""
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(self.step_module, device_ids=ids)
+
     def _apply_unfreeze_schedule(self) -> None:
         """Gradual unfreezing (config.unfreeze_every > 0; strategies.GradualUnfreezing): which blocks train is a
         pure function of the step, so a resumed run unfreezes where an uninterrupted one does."""
@@ -335,12 +337,13 @@ class Trainer:
         if schedule is None:
             from ..strategies import GradualUnfreezing
 
-            if self.dist.enabled and not getattr(self.engine, "find_unused_parameters", False):
-                raise ValueError("gradual unfreezing under DDP needs DistributedDataParallel(find_unused_parameters=True)")
             managed = [p for g in self.optimizer.param_groups for p in g["params"]]
             schedule = self._unfreezing = GradualUnfreezing(self.model, self.config.unfreeze_every, managed)
         if schedule.apply(self.step):
             set_train_mode(self.step_module)  # BatchNorm of the blocks still frozen stays in eval mode
+            if self.dist.enabled:
+                del self.engine  # its reducer's gradient hooks go with it
+                self.engine = self._wrap_ddp()
 
     def train_step(self) -> None:
         self._apply_unfreeze_schedule()
