@@ -167,12 +167,6 @@ def _checkpoint_file(path: str | Path) -> Path:
     return path
 
 
-def _load_model_weights(model: torch.nn.Module, state: dict[str, Any], where: str | Path) -> None:
-    from .tasks import load_model_weights
-
-    load_model_weights(model, state, where)
-
-
 def _run_with_threads(config: TrainConfig, run_dir: str, threads: int) -> dict[str, Any]:
     torch.set_num_threads(threads)
     return run(config, run_dir)
@@ -208,13 +202,14 @@ def run_many(jobs: list[tuple[TrainConfig, Path]], workers: int = 1, *, verbose:
 def load_trained_model(path: str | Path) -> tuple[torch.nn.Module, TrainConfig]:
     """The model of a run directory (or a checkpoint file), weights loaded, in eval mode."""
     from .models import build_model
+    from .tasks import load_model_weights
 
     ckpt = Path(path) / "checkpoints" / "last.pt" if Path(path).is_dir() else Path(path)
     state = load_checkpoint(ckpt)
     config = TrainConfig.from_dict(state["config"])
     num_classes = state["modules"]["model.head.net." + _last_linear(state["modules"]) + ".bias"].numel()
     model = build_model(config.backbone, num_classes, config.image_size, config.backbone_kwargs)
-    _load_model_weights(model, state, ckpt)
+    load_model_weights(model, state, ckpt)
     return model.eval(), config
 
 

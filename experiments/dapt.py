@@ -204,14 +204,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def encoder_prefix(backbone: str) -> str:
-    """The attribute holding a Hugging Face masked LM's encoder ("bert", "roberta", ...): frozen in the head warm-up."""
-    from transformers import AutoConfig
+    """The attribute holding a Hugging Face masked LM's encoder ("bert", "roberta", ...): frozen in the head warm-up.
+    Read from the masked-LM class the checkpoint's config maps to (its `base_model_prefix`)."""
+    from transformers import MODEL_FOR_MASKED_LM_MAPPING, AutoConfig
 
     from domainadapt.text.tasks import _resolve_backbone
 
     config = AutoConfig.from_pretrained(_resolve_backbone(backbone), trust_remote_code=False)
-    return {"distilbert": "distilbert", "xlm-roberta": "roberta", "camembert": "roberta"}.get(config.model_type,
-                                                                                            config.model_type)
+    return MODEL_FOR_MASKED_LM_MAPPING[type(config)].base_model_prefix
 
 
 def vocabulary_overlap(subject: dict) -> pd.DataFrame:

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .base import Method, StepOutput
+from .base import Method
 from .registry import register_method
 
 
@@ -33,6 +33,3 @@ class MaskedLM(Method):
             raise TypeError("masked_lm needs masked-LM batches (dicts with input_ids, attention_mask, labels): "
                             "run it with task='masked_lm'")
         return {"mlm": masked_lm_loss(model, x_t["input_ids"], x_t.get("attention_mask"), x_t["labels"])}
-
-    def losses(self, out: StepOutput, model: nn.Module) -> dict[str, torch.Tensor]:  # pragma: no cover
-        raise NotImplementedError("masked_lm computes its loss in compute_losses")

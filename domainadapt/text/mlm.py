@@ -92,46 +92,102 @@ def _optional(token_type_ids: Tensor | None) -> dict[str, Tensor]:
     return {} if token_type_ids is None else {"token_type_ids": token_type_ids}
 
 
-@torch.no_grad()
-def mlm_eval_loss(model: nn.Module, dataset, collator, batch_size: int = 32, seed: int = 0) -> float:
-    """Held-out masked-LM loss: mean cross-entropy over all masked tokens of a tokenized dataset.
+BLOCK_COLUMNS = ("input_ids", "special_tokens_mask", "offset_mapping")  # what the masking collator reads
 
-    The masking is drawn by a copy of `collator` seeded with `seed` (transformers >= 5), so the same model
-    gets the same number on every call, and the global RNG is untouched. Batches follow the dataset order;
-    the mean is weighted by masked tokens, not by batches. Runs in eval mode (restored after).
-    """
+
+def block_rows(blocks) -> list[dict[str, Tensor]]:
+    """The masking collator's input rows (tensors) from `corpora.tokenize_corpus` blocks: input_ids,
+    special_tokens_mask and, for whole-word masking, offset_mapping."""
+    keep = [c for c in BLOCK_COLUMNS if c in blocks.column_names]
+    columns = {c: torch.tensor(blocks[c]) for c in keep}
+    return [dict(zip(columns, values)) for values in zip(*columns.values())]
+
+
+class MaskedBlocks:
+    """Token blocks masked afresh for every batch by the collator (training): get_batch → (batch dict, None).
+
+    The collator draws from torch's global RNG, which the trainer seeds and checkpoints: resume is exact."""
+
+    def __init__(self, rows: list[dict[str, Tensor]], collator) -> None:
+        self.rows, self.collator = rows, collator
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def get_batch(self, index: Tensor) -> tuple[dict[str, Tensor], None]:
+        batch = self.collator([self.rows[int(i)] for i in index])
+        return {"input_ids": batch["input_ids"], "attention_mask": torch.ones_like(batch["input_ids"]),
+                "labels": batch["labels"]}, None
+
+
+class FixedMaskedBlocks:
+    """Held-out blocks masked ONCE by a seeded collator, so every evaluation of every run scores the same tokens."""
+
+    def __init__(self, rows: list[dict[str, Tensor]], collator_seeded) -> None:
+        if not rows:
+            raise ValueError("held-out masked-LM blocks: the dataset is empty")
+        batch = collator_seeded(rows)
+        self.input_ids, self.labels = batch["input_ids"], batch["labels"]
+        if not bool((self.labels != IGNORE_INDEX).any()):
+            raise ValueError("held-out masked-LM blocks: the collator masked no token in the whole dataset")
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+    def get_batch(self, index: Tensor) -> tuple[dict[str, Tensor], Tensor]:
+        ids = self.input_ids[index]
+        return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}, self.labels[index]
+
+
+@torch.no_grad()
+def evaluate_masked_lm(model: nn.Module, dataset: FixedMaskedBlocks, *, device: torch.device, batch_size: int = 64,
+                       dist_ctx=None, autocast_dtype: torch.dtype | None = None,
+                       channels_last: bool = False) -> dict[str, float]:
+    """Held-out masked-LM loss (mean cross-entropy over the masked tokens, not over batches) and its perplexity;
+    rows sharded over ranks, sums all-reduced. The trainer's evaluator for task="masked_lm"."""
+    import math
+
+    from ..train.distributed import DistContext
+    from ..train.trainer import _autocast, set_train_mode
+
+    dist_ctx = dist_ctx or DistContext()
+    was_training = model.training
+    model.eval()
+    index = torch.arange(dist_ctx.rank, len(dataset), dist_ctx.world_size)
+    totals = torch.zeros(2, dtype=torch.float64, device=device)  # loss sum, masked tokens
+    for start in range(0, len(index), batch_size):
+        x, labels = dataset.get_batch(index[start : start + batch_size])
+        x, labels = {k: v.to(device) for k, v in x.items()}, labels.to(device)
+        with _autocast(device, autocast_dtype):
+            loss = masked_lm_loss(model, x["input_ids"], x["attention_mask"], labels, reduction="sum")
+        totals[0] += loss.double()
+        totals[1] += (labels != IGNORE_INDEX).sum()
+    dist_ctx.all_reduce_sum(totals)
+    if was_training:
+        set_train_mode(model)
+    mean = float(totals[0] / totals[1])
+    return {"mlm_loss": mean, "perplexity": math.exp(min(mean, 50.0))}
+
+
+def mlm_eval_loss(model: nn.Module, dataset, collator, batch_size: int = 32, seed: int = 0) -> float:
+    """Held-out masked-LM loss of a tokenized dataset (`corpora.tokenize_corpus` blocks): the blocks masked once
+    by a copy of `collator` seeded with `seed` (transformers >= 5; the global RNG is untouched), then scored by
+    `evaluate_masked_lm`. The same model gets the same number on every call; its train/eval mode is restored."""
     if len(dataset) == 0:
         raise ValueError("mlm_eval_loss: the dataset is empty")
     if dataclasses.is_dataclass(collator) and any(f.name == "seed" for f in dataclasses.fields(collator)):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the whole-word notice, already shown for the original
-            collator = dataclasses.replace(collator, seed=seed)
-        rng_state = None
+            blocks = FixedMaskedBlocks(block_rows(dataset), dataclasses.replace(collator, seed=seed))
     else:  # transformers 4.x: collators draw from the global RNG
         rng_state = torch.random.get_rng_state()
         torch.manual_seed(seed)
-    keep = [c for c in ("input_ids", "attention_mask", "special_tokens_mask", "offset_mapping", "token_type_ids")
-            if c in dataset.column_names]
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    dataset = dataset.select_columns(keep)
-    total, count = 0.0, 0
-    try:
-        for start in range(0, len(dataset), batch_size):
-            rows = dataset[start : start + batch_size]
-            batch = collator([dict(zip(rows, values)) for values in zip(*rows.values())])
-            labels = batch["labels"].to(device)
-            total += float(masked_lm_loss(model, batch["input_ids"].to(device), batch["attention_mask"].to(device),
-                                          labels, reduction="sum"))
-            count += int((labels != IGNORE_INDEX).sum())
-    finally:
-        model.train(was_training)
-        if rng_state is not None:
+        try:
+            blocks = FixedMaskedBlocks(block_rows(dataset), collator)
+        finally:
             torch.random.set_rng_state(rng_state)
-    if count == 0:
-        raise ValueError("mlm_eval_loss: the collator masked no token in the whole dataset")
-    return total / count
+    device = next(model.parameters()).device
+    return evaluate_masked_lm(model, blocks, device=device, batch_size=batch_size)["mlm_loss"]
 
 
 def minilm_path() -> Path:

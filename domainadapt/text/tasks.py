@@ -32,8 +32,7 @@ from torch import nn
 
 from ..tasks import Task, TaskSetup, load_model_weights, register_task
 from ..train.config import TrainConfig
-from ..train.distributed import DistContext
-from .mlm import IGNORE_INDEX, masked_lm_loss
+from .mlm import FixedMaskedBlocks, MaskedBlocks, block_rows, evaluate_masked_lm, masked_lm_loss
 
 HELDOUT_EVERY = 20  # one document in 20 (by a hash of its text) is held out of every training corpus
 SUBJECT_TASK_DEFAULTS = {"num_classes": 8, "train_per_class": 8, "test_per_class": 50, "seed": 0}
@@ -46,40 +45,6 @@ class TextTaskError(ValueError):
 
 
 # ------------------------------------------------------------------------------------------------ datasets
-
-
-class MaskedBlocks:
-    """Token blocks masked afresh for every batch by the collator (training): get_batch → (batch dict, None).
-
-    The collator draws from torch's global RNG, which the trainer seeds and checkpoints: resume is exact."""
-
-    def __init__(self, input_ids: torch.Tensor, special_tokens_mask: torch.Tensor, collator: Any) -> None:
-        self.input_ids, self.special_tokens_mask, self.collator = input_ids, special_tokens_mask, collator
-
-    def __len__(self) -> int:
-        return len(self.input_ids)
-
-    def get_batch(self, index: torch.Tensor) -> tuple[dict[str, torch.Tensor], None]:
-        rows = [{"input_ids": self.input_ids[i], "special_tokens_mask": self.special_tokens_mask[i]} for i in index]
-        batch = self.collator(rows)
-        return {"input_ids": batch["input_ids"], "attention_mask": torch.ones_like(batch["input_ids"]),
-                "labels": batch["labels"]}, None
-
-
-class FixedMaskedBlocks:
-    """Held-out blocks masked ONCE with a seed, so every evaluation of every run scores the same tokens."""
-
-    def __init__(self, input_ids: torch.Tensor, special_tokens_mask: torch.Tensor, collator_seeded: Any) -> None:
-        rows = [{"input_ids": a, "special_tokens_mask": m} for a, m in zip(input_ids, special_tokens_mask)]
-        batch = collator_seeded(rows)
-        self.input_ids, self.labels = batch["input_ids"], batch["labels"]
-
-    def __len__(self) -> int:
-        return len(self.input_ids)
-
-    def get_batch(self, index: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        ids = self.input_ids[index]
-        return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}, self.labels[index]
 
 
 class TokenizedLabelled:
@@ -100,35 +65,6 @@ class TokenizedLabelled:
             ids[k, : len(r)] = torch.as_tensor(r)
             mask[k, : len(r)] = 1
         return {"input_ids": ids, "attention_mask": mask}, self.labels[index]
-
-
-@torch.no_grad()
-def evaluate_masked_lm(model: nn.Module, dataset: FixedMaskedBlocks, *, device: torch.device, batch_size: int = 64,
-                       dist_ctx: DistContext | None = None, autocast_dtype: torch.dtype | None = None,
-                       channels_last: bool = False) -> dict[str, float]:
-    """Held-out masked-LM loss (mean cross-entropy over the masked tokens) and its perplexity; rows sharded over
-    ranks, sums all-reduced. The trainer's evaluator for task="masked_lm"."""
-    import math
-
-    from ..train.trainer import _autocast, set_train_mode
-
-    dist_ctx = dist_ctx or DistContext()
-    was_training = model.training
-    model.eval()
-    index = torch.arange(dist_ctx.rank, len(dataset), dist_ctx.world_size)
-    totals = torch.zeros(2, dtype=torch.float64, device=device)  # loss sum, masked tokens
-    for start in range(0, len(index), batch_size):
-        x, labels = dataset.get_batch(index[start : start + batch_size])
-        x, labels = {k: v.to(device) for k, v in x.items()}, labels.to(device)
-        with _autocast(device, autocast_dtype):
-            loss = masked_lm_loss(model, x["input_ids"], x["attention_mask"], labels, reduction="sum")
-        totals[0] += loss.double()
-        totals[1] += (labels != IGNORE_INDEX).sum()
-    dist_ctx.all_reduce_sum(totals)
-    if was_training:
-        set_train_mode(model)
-    mean = float(totals[0] / totals[1])
-    return {"mlm_loss": mean, "perplexity": math.exp(min(mean, 50.0))}
 
 
 # ------------------------------------------------------------------------------------------------ text
@@ -157,12 +93,18 @@ def _dictd_entries(name: str) -> tuple:
 
 
 def subject_task(options: dict[str, Any]):
-    """The FOLDOC subject-classification task (`corpora.foldoc_subject_task`) for these options."""
+    """The FOLDOC subject-classification task (`corpora.foldoc_subject_task`) for these options; built once per
+    (dictionary content, options), as a masked-LM build asks for it for exclusions, TAPT text and held-out text."""
+    o = {**SUBJECT_TASK_DEFAULTS, **options}
+    return _subject_task(_dictd_entries("foldoc"), o["num_classes"], o["train_per_class"], o["test_per_class"], o["seed"])
+
+
+@lru_cache(maxsize=4)
+def _subject_task(entries: tuple, num_classes: int, train_per_class: int, test_per_class: int, seed: int):
     from .corpora import foldoc_subject_task
 
-    o = {**SUBJECT_TASK_DEFAULTS, **options}
-    return foldoc_subject_task(list(_dictd_entries("foldoc")), o["num_classes"], train_per_class=o["train_per_class"],
-                               test_per_class=o["test_per_class"], seed=o["seed"])
+    return foldoc_subject_task(list(entries), num_classes, train_per_class=train_per_class,
+                               test_per_class=test_per_class, seed=seed)
 
 
 def corpus_texts(spec: str, *, exclude: frozenset[str] = frozenset(), subject: dict[str, Any] | None = None,
@@ -189,14 +131,12 @@ def corpus_texts(spec: str, *, exclude: frozenset[str] = frozenset(), subject: d
     return texts
 
 
-def _blocks(texts: list[str], tokenizer: Any, block_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _blocks(texts: list[str], tokenizer: Any, block_size: int) -> list[dict[str, torch.Tensor]]:
     from datasets import Dataset
 
     from .corpora import tokenize_corpus
 
-    blocks = tokenize_corpus(Dataset.from_dict({"text": texts}), tokenizer, block_size)
-    return (torch.tensor(blocks["input_ids"], dtype=torch.long),
-            torch.tensor(blocks["special_tokens_mask"], dtype=torch.long))
+    return block_rows(tokenize_corpus(Dataset.from_dict({"text": texts}), tokenizer, block_size))
 
 
 def _resolve_backbone(name: str) -> str:
@@ -265,9 +205,7 @@ def masked_lm_eval_sets(tokenizer: Any, task_kwargs: dict[str, Any], target: str
         sets["general_heldout"] = [t for t in corpus_texts(task_kwargs["general"]) if is_heldout(t)]
     out = {}
     for name, texts in sets.items():
-        ids, special = _blocks(texts, tokenizer, block_size)
-        ids, special = ids[:n_max], special[:n_max]
-        out[name] = FixedMaskedBlocks(ids, special, mlm_collator(tokenizer, seed=1234))
+        out[name] = FixedMaskedBlocks(_blocks(texts, tokenizer, block_size)[:n_max], mlm_collator(tokenizer, seed=1234))
     return out
 
 
@@ -326,8 +264,8 @@ def _build_masked_lm(config: TrainConfig, init_state: dict[str, Any] | None) -> 
     if subject is not None:  # no test entry of the task, even if a corpus holds its text under another headword
         test_texts = set(subject_task(subject).test["text"])
         texts = [t for t in texts if t not in test_texts]
-    ids, special = _blocks(texts, tokenizer, int(kw.get("block_size", 128)))
-    train = MaskedBlocks(ids, special, mlm_collator(tokenizer, whole_word_mask=bool(kw.get("whole_word_mask", False))))
+    rows = _blocks(texts, tokenizer, int(kw.get("block_size", 128)))
+    train = MaskedBlocks(rows, mlm_collator(tokenizer, whole_word_mask=bool(kw.get("whole_word_mask", False))))
     eval_sets = masked_lm_eval_sets(tokenizer, kw, config.target)
 
     def fisher(m: nn.Module, options: dict[str, Any]) -> dict[str, torch.Tensor]:
