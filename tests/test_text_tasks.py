@@ -88,6 +88,12 @@ def test_dapt_lowers_the_held_out_domain_mlm_loss_and_reports_general_text(world
     assert result["sizes"]["target_train_blocks"] >= 8
 
 
+def test_whole_word_masking_trains_through_the_trainer(world, tmp_path):
+    kwargs = {**mlm_config(world).task_kwargs, "whole_word_mask": True}
+    result = run(mlm_config(world, steps=3, task_kwargs=kwargs), tmp_path / "wwm")
+    assert result["steps"] == 3 and result["metrics"]["train/mlm"] > 0
+
+
 def test_dapt_never_trains_on_the_task_test_entries(world):
     from domainadapt.text.tasks import corpus_texts, subject_task
 

@@ -131,12 +131,13 @@ def corpus_texts(spec: str, *, exclude: frozenset[str] = frozenset(), subject: d
     return texts
 
 
-def _blocks(texts: list[str], tokenizer: Any, block_size: int) -> list[dict[str, torch.Tensor]]:
+def _blocks(texts: list[str], tokenizer: Any, block_size: int, whole_word_mask: bool = False) -> list[dict[str, torch.Tensor]]:
     from datasets import Dataset
 
     from .corpora import tokenize_corpus
 
-    return block_rows(tokenize_corpus(Dataset.from_dict({"text": texts}), tokenizer, block_size))
+    blocks = tokenize_corpus(Dataset.from_dict({"text": texts}), tokenizer, block_size, whole_word_mask=whole_word_mask)
+    return block_rows(blocks)  # with offset_mapping when whole-word masking needs it
 
 
 def _resolve_backbone(name: str) -> str:
@@ -264,8 +265,9 @@ def _build_masked_lm(config: TrainConfig, init_state: dict[str, Any] | None) -> 
     if subject is not None:  # no test entry of the task, even if a corpus holds its text under another headword
         test_texts = set(subject_task(subject).test["text"])
         texts = [t for t in texts if t not in test_texts]
-    rows = _blocks(texts, tokenizer, int(kw.get("block_size", 128)))
-    train = MaskedBlocks(rows, mlm_collator(tokenizer, whole_word_mask=bool(kw.get("whole_word_mask", False))))
+    whole_word = bool(kw.get("whole_word_mask", False))
+    rows = _blocks(texts, tokenizer, int(kw.get("block_size", 128)), whole_word_mask=whole_word)
+    train = MaskedBlocks(rows, mlm_collator(tokenizer, whole_word_mask=whole_word))
     eval_sets = masked_lm_eval_sets(tokenizer, kw, config.target)
 
     def fisher(m: nn.Module, options: dict[str, Any]) -> dict[str, torch.Tensor]:
