@@ -371,3 +371,28 @@ def test_l2sp_bad_input(setup):
         L2SPPenalty(1.0, reference={**reference, "head.w": torch.zeros(2)})(model)
     with pytest.raises(L2SPError, match="new parameter 'head.b'"):
         L2SPPenalty(1.0, 1.0, reference={}, new_params=["head.b"])(model)
+
+
+def test_fisher_coverage_finds_the_weights_of_a_unit_dead_on_the_data():
+    """A hidden unit that never fires on the data has F = 0 on its incoming weights, its bias and its outgoing
+    weights: EWC leaves exactly those free (the reason it can fail to hold the old task, see fisher_coverage)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3))
+    x = torch.rand(64, 6)  # non-negative inputs
+    with torch.no_grad():
+        model[0].weight[2].fill_(-1.0)  # unit 2: negative weights and bias on non-negative inputs → never fires
+        model[0].bias[2] = -0.5
+    fisher = diagonal_fisher(model, (x, torch.zeros(64, dtype=torch.long)), kind="true", chunk_size=16)
+    assert (fisher["0.weight"][2] == 0).all() and fisher["0.bias"][2] == 0 and (fisher["2.weight"][:, 2] == 0).all()
+    alive = torch.ones(8, dtype=torch.bool)
+    alive[2] = False
+    assert (fisher["0.weight"][alive] > 0).all() and (fisher["2.weight"][:, alive] > 0).all()
+    from domainadapt.methods.ewc import fisher_coverage
+
+    cov = fisher_coverage(fisher)
+    assert cov["0.weight"] == pytest.approx(6 / 48) and cov["0.bias"] == pytest.approx(1 / 8)
+    assert cov["2.weight"] == pytest.approx(3 / 24) and cov["2.bias"] == 0.0
+    assert cov["all"] == pytest.approx((6 + 1 + 3) / (48 + 8 + 24 + 3))
+    assert fisher_coverage(fisher, tol=float("inf"))["all"] == 1.0
+    with pytest.raises(EWCError, match="empty"):
+        fisher_coverage({})

@@ -73,3 +73,27 @@ def test_forgetting_script_and_tradeoff_figure(tmp_path):
                          capture_output=True, text=True)
     assert fig.returncode == 0, fig.stderr[-2000:]
     assert (tmp_path / "figs" / "forgetting_tradeoff.png").stat().st_size > 10_000
+
+
+def test_forgetting_script_few_labels_sgd_without_batch_norm(tmp_path):
+    """The regime flags reach the runs: pre-training keeps Adam, fine-tuning takes SGD and the few-label subset,
+    both drop BatchNorm; the table states the regime and the zero-Fisher fraction."""
+    import json
+
+    done = _script("forgetting.py", ["--seeds", "0", "--steps", "2", "--jobs", "1", "--targets", "mnist_m", "--no-sequence",
+                                     "--no-batch-norm", "--target-per-class", "7", "--optimizer", "sgd", "--lr", "0.01",
+                                     "--lambdas", "100", "--best-lambda", "100", "--alphas", "1", "--fisher-samples", "16",
+                                     "--out", str(tmp_path / "fg")], tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    configs = [json.loads(f.read_text())["config"] for f in (tmp_path / "fg" / "runs").glob("*/config.json")]
+    pre = [c for c in configs if c["method"] == "source_only"]
+    fine = [c for c in configs if c["method"] == "target_oracle"]
+    assert len(pre) == 1 and len(fine) == 5  # finetune, ewc, online_ewc, l2sp, frozen
+    assert pre[0]["optimizer"] == "adam" and pre[0].get("target_per_class") is None
+    assert all(c["optimizer"] == "sgd" and c["lr"] == 0.01 and c["target_per_class"] == 7 for c in fine)
+    assert all(c["backbone_kwargs"] == {"batch_norm": False} for c in configs)
+    table = (tmp_path / "fg" / "table.md").read_text()
+    assert "7 target labels per class, SGD (momentum 0.9) 0.01" in table and "without BatchNorm" in table
+    assert "% of its parameters" in table and not (tmp_path / "fg" / "sequence.csv").read_text().strip().count("\n")
+    too_few = _script("forgetting.py", ["--target-per-class", "3", "--out", str(tmp_path / "bad")], tmp_path)
+    assert too_few.returncode == 2 and "30 labelled digits" in too_few.stderr and not (tmp_path / "bad").exists()

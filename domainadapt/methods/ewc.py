@@ -178,6 +178,25 @@ def diagonal_fisher(
             m.training = training
 
 
+def fisher_coverage(fisher: dict[str, torch.Tensor], tol: float = 0.0) -> dict[str, float]:
+    """Fraction of each parameter's entries (and of all, key "all") whose Fisher is <= `tol`.
+
+    Why it matters: EWC leaves an entry with F_i = 0 entirely free. In a ReLU network those are the weights into
+    and out of units that never fire on the old task's data; a new domain can revive such units, and once they
+    fire on old inputs too, the old task is forgotten although every constrained weight stayed put (Kirkpatrick
+    et al. 2017's quadratic approximation only holds near θ*). A large zero fraction warns that EWC alone will not
+    hold the old task; an isotropic term (L2-SP, Li et al. 2018) covers those directions."""
+    if not fisher:
+        raise EWCError("fisher_coverage: the Fisher is empty")
+    out, zero, total = {}, 0, 0
+    for name, f in fisher.items():
+        small = int((f <= tol).sum())
+        out[name] = small / max(f.numel(), 1)
+        zero, total = zero + small, total + f.numel()
+    out["all"] = zero / max(total, 1)
+    return out
+
+
 # ----------------------------------------------------------------------------------------------- the penalty
 
 _TASK_KEY = re.compile(r"^(fisher|anchor)(\d+)__(.+)$")
