@@ -82,7 +82,7 @@ def run(config: TrainConfig, run_dir: str | Path) -> dict[str, Any]:
     try:
         set_deterministic(config.deterministic)
         seed_everything(config.seed)
-        init_state = load_checkpoint(_checkpoint_file(config.init_from)) if config.init_from is not None else None
+        init_state = load_checkpoint(checkpoint_file(config.init_from)) if config.init_from is not None else None
         task = get_task(config.task).build(config, init_state)
         model = task.model
         freeze_parameters(model, config.freeze)
@@ -158,7 +158,8 @@ def freeze_parameters(model: torch.nn.Module, patterns: list[str]) -> list[str]:
     return sorted(set(frozen))
 
 
-def _checkpoint_file(path: str | Path) -> Path:
+def checkpoint_file(path: str | Path) -> Path:
+    """The checkpoint a run directory (finished) or a checkpoint path names, as `init_from` reads it."""
     path = Path(path)
     if path.is_dir():
         if not (path / RESULT_FILE).exists():

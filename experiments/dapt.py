@@ -11,6 +11,7 @@ irrelevant domain (¬DAPT) does not. Here:
              TAPT on the task's train + unlabeled entries; ¬DAPT on GCIDE (a general English dictionary);
              DAPT+EWC (Fisher of the masked-LM loss on held-out GCIDE text, Kirkpatrick et al. 2017)
   columns    macro-F1 mean ± std over seeds and its difference from base with a 95% t-interval paired by seed;
+             a linear probe's macro-F1 on the frozen encoder (no fine-tuning noise: did the encoder change?);
              held-out masked-LM loss on the task's test text (domain) and on held-out GCIDE text (general)
 Since a checkpoint without a masked-LM head starts with a random one, the head alone is first trained on general
 text (--head-warmup steps, encoder frozen); every row starts from that, and its held-out losses are the base row's.
@@ -157,12 +158,17 @@ def main(argv: list[str] | None = None) -> int:
     pre_results = dict(zip(pre, run_many([(c, runs / run_name(c)) for c in pre.values()], verbose=True)))
     ft_results = dict(zip(ft, run_many([(c, runs / run_name(c)) for c in ft.values()], verbose=True)))
 
+    from domainadapt.text.tasks import subject_probe
+
+    probe = {row: subject_probe(ft[(row, args.seeds[0])]) for row in ["base", *args.rows]}
     mlm_rows = [{"row": "base", "domain_mlm": base_mlm["domain_heldout"], "general_mlm": base_mlm["general_heldout"]}]
     for row, r in pre_results.items():
         m = r["metrics"]
         mlm_rows.append({"row": row, "domain_mlm": m["domain_heldout/mlm_loss"], "general_mlm": m["general_heldout/mlm_loss"],
                          "pretrain_seconds": r["train_seconds"], "train_blocks": r["sizes"]["target_train_blocks"]})
     mlm = pd.DataFrame(mlm_rows).set_index("row")
+    mlm["probe_macro_f1"] = [probe[row]["macro_f1"] for row in mlm.index]
+    mlm["probe_acc"] = [probe[row]["acc"] for row in mlm.index]
     frame = pd.DataFrame([{"row": row, "seed": s, "macro_f1": r["metrics"]["target_test/macro_f1"],
                            "acc": r["metrics"]["target_test/acc"]} for (row, s), r in ft_results.items()])
     base_f1 = frame[frame.row == "base"].set_index("seed")["macro_f1"]
@@ -170,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     for row in ["base", *args.rows]:
         g = frame[frame.row == row].set_index("seed")
         mean, std, n = mean_std(100 * g["macro_f1"])
-        cells = {"row": row, "macro-F1 (%)": f"{mean:.1f} ± {std:.1f} (n={n})"}
+        cells = {"row": row, "macro-F1 (%)": f"{mean:.1f} ± {std:.1f} (n={n})",
+                 "probe macro-F1 (%)": f"{100 * probe[row]['macro_f1']:.1f}"}
         if row != "base":
             diff = 100 * (g["macro_f1"] - base_f1.loc[g.index])
             lo, hi = t_interval(diff.to_numpy()) if len(diff) > 1 else (float("nan"), float("nan"))
@@ -190,7 +197,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{args.test_per_class} test entries per class), {args.backbone}; head warm-up {preset['head_warmup']} steps "
               f"(base row's MLM losses); pretraining {preset['pre_steps']} steps × "
               f"{preset['pre_batch']} blocks of {preset['block_size']} tokens, fine-tuning {preset['ft_steps']} steps × "
-              f"{preset['ft_batch']}; macro-F1 over seeds {args.seeds}; Δ paired by seed. Held-out masked-LM loss "
+              f"{preset['ft_batch']}; macro-F1 over seeds {args.seeds}; Δ paired by seed; probe = logistic regression on "
+              f"the frozen encoder's mean-pooled features of the same train/test entries (deterministic). Held-out masked-LM loss "
               f"(change vs base) on the task's test text (domain) and on held-out {args.general} text (general). "
               f"Wall time {wall / 60:.1f} min.")
     text = header + "\n\n" + table.to_markdown() + "\n\nTop-10k unigram overlap (%):\n\n" + overlap.to_markdown() + "\n"

@@ -123,6 +123,28 @@ def test_fine_tuning_from_a_dapt_run_starts_from_its_encoder_and_learns_the_task
     assert result["sizes"] == {"source_train": 12, "target_test": 12, "classes": 3}
 
 
+def test_subject_probe_reads_the_frozen_encoder_deterministically(world, tmp_path):
+    from domainadapt.text.tasks import TextTaskError, subject_probe
+
+    base = subject_probe(cls_config(world))
+    assert base == subject_probe(cls_config(world, seed=5))  # no seed dependence: the encoder is frozen
+    assert 0.0 <= base["macro_f1"] <= 1.0 and base["acc"] >= 1 / 3  # 3 subjects with disjoint words
+    run(mlm_config(world, steps=20), tmp_path / "dapt")
+    from domainadapt.evaluation import linear_probe
+    from domainadapt.text.tasks import _build_classification, _pooled_features
+    from domainadapt.train.checkpoint import load_checkpoint
+
+    dapt_config = cls_config(world, init_from=str(tmp_path / "dapt"))
+    setup = _build_classification(dapt_config, load_checkpoint(tmp_path / "dapt" / "checkpoints" / "last.pt"))
+    base_setup = _build_classification(cls_config(world), None)
+    f_train, f_test = (_pooled_features(setup.model, d, 8) for d in (setup.source_train, setup.eval_sets["target_test"]))
+    assert not torch.allclose(f_train, _pooled_features(base_setup.model, base_setup.source_train, 8))  # DAPT moved it
+    expected = linear_probe(f_train, setup.source_train.labels, f_test, setup.eval_sets["target_test"].labels)
+    assert subject_probe(dapt_config) == expected  # the probe reads the DAPT encoder, not the backbone's
+    with pytest.raises(TextTaskError, match="text_classification"):
+        subject_probe(mlm_config(world))
+
+
 def test_dapt_with_ewc_adds_the_penalty_from_general_text(world, tmp_path):
     result = run(mlm_config(world, steps=6, regularizers={"ewc": {"lam": 10.0, "samples": 4}}), tmp_path / "ewc")
     assert result["metrics"]["train/ewc"] > 0
@@ -174,7 +196,8 @@ def test_dapt_script_writes_its_tables(world, tmp_path):
     assert list(mlm.index) == ["base", "DAPT", "¬DAPT"] and (mlm.domain_mlm > 0).all()
     overlap = pd.read_csv(out / "vocab_overlap.csv", index_col=0)
     assert overlap.loc["FOLDOC", "FOLDOC"] == 100
-    assert "Δ vs base" in (out / "table.md").read_text()
+    assert "Δ vs base" in (out / "table.md").read_text() and "probe macro-F1" in (out / "table.md").read_text()
+    assert mlm.probe_macro_f1.between(0, 1).all() and mlm.loc["base", "probe_acc"] >= 0
 
 
 def test_dapt_script_says_what_is_missing(tmp_path):

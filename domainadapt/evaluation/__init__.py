@@ -16,3 +16,7 @@ from .negative_transfer import (
 )
 
 __all__ += ["TransferGap", "negative_transfer_gap", "negative_transfer_table"]
+
+from .linear_probe import LinearProbeError, linear_probe
+
+__all__ += ["LinearProbeError", "linear_probe"]

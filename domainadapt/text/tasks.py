@@ -357,5 +357,33 @@ def _build_classification(config: TrainConfig, init_state: dict[str, Any] | None
                      sizes={"source_train": len(train), "target_test": len(test), "classes": len(task.label_names)})
 
 
+@torch.no_grad()
+def _pooled_features(model: TextClassifier, data: TokenizedLabelled, batch_size: int) -> torch.Tensor:
+    model.eval()
+    index = torch.arange(len(data))
+    return torch.cat([model.features(data.get_batch(index[s : s + batch_size])[0]) for s in range(0, len(data), batch_size)])
+
+
+def subject_probe(config: TrainConfig, *, C: float = 1.0, batch_size: int = 32) -> dict[str, float]:
+    """Linear probe of the encoder a `text_classification` config would fine-tune (its backbone, or the encoder
+    of its init_from run): pooled features of the task's train and test entries, frozen, then
+    `evaluation.linear_probe` → {"acc", "macro_f1"}. Deterministic: no seed, no fine-tuning noise."""
+    from ..evaluation.linear_probe import linear_probe
+    from ..runs import check_inputs, checkpoint_file
+    from ..train.checkpoint import load_checkpoint
+
+    if config.task != "text_classification":
+        raise TextTaskError(f"subject_probe needs a text_classification config, got task '{config.task}'")
+    check_inputs(config)
+    state = None
+    if config.init_from is not None:
+        state = load_checkpoint(checkpoint_file(config.init_from))
+    torch.manual_seed(config.seed)  # the untouched classifier head is never used, but keep its init reproducible
+    setup = _build_classification(config, state)
+    train, test = setup.source_train, setup.eval_sets["target_test"]
+    return linear_probe(_pooled_features(setup.model, train, batch_size), train.labels,
+                        _pooled_features(setup.model, test, batch_size), test.labels, C=C)
+
+
 register_task("masked_lm", Task(_check_masked_lm, _build_masked_lm))
 register_task("text_classification", Task(_check_classification, _build_classification))
