@@ -158,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     pre_results = dict(zip(pre, run_many([(c, runs / run_name(c)) for c in pre.values()], verbose=True)))
     ft_results = dict(zip(ft, run_many([(c, runs / run_name(c)) for c in ft.values()], verbose=True)))
 
+    from domainadapt.evaluation import paired_bootstrap_difference
     from domainadapt.text.tasks import subject_probe
 
     probe = {row: subject_probe(ft[(row, args.seeds[0])]) for row in ["base", *args.rows]}
@@ -167,8 +168,8 @@ def main(argv: list[str] | None = None) -> int:
         mlm_rows.append({"row": row, "domain_mlm": m["domain_heldout/mlm_loss"], "general_mlm": m["general_heldout/mlm_loss"],
                          "pretrain_seconds": r["train_seconds"], "train_blocks": r["sizes"]["target_train_blocks"]})
     mlm = pd.DataFrame(mlm_rows).set_index("row")
-    mlm["probe_macro_f1"] = [probe[row]["macro_f1"] for row in mlm.index]
-    mlm["probe_acc"] = [probe[row]["acc"] for row in mlm.index]
+    mlm["probe_macro_f1"] = [probe[row].macro_f1 for row in mlm.index]
+    mlm["probe_acc"] = [probe[row].acc for row in mlm.index]
     frame = pd.DataFrame([{"row": row, "seed": s, "macro_f1": r["metrics"]["target_test/macro_f1"],
                            "acc": r["metrics"]["target_test/acc"]} for (row, s), r in ft_results.items()])
     base_f1 = frame[frame.row == "base"].set_index("seed")["macro_f1"]
@@ -176,14 +177,14 @@ def main(argv: list[str] | None = None) -> int:
     for row in ["base", *args.rows]:
         g = frame[frame.row == row].set_index("seed")
         mean, std, n = mean_std(100 * g["macro_f1"])
-        cells = {"row": row, "macro-F1 (%)": f"{mean:.1f} ± {std:.1f} (n={n})",
-                 "probe macro-F1 (%)": f"{100 * probe[row]['macro_f1']:.1f}"}
+        cells = {"row": row, "macro-F1 (%)": f"{mean:.1f} ± {std:.1f} (n={n})", "Δ vs base [95% CI]": "–",
+                 "probe macro-F1 (%) [Δ, 95% CI]": f"{100 * probe[row].macro_f1:.1f}"}
         if row != "base":
             diff = 100 * (g["macro_f1"] - base_f1.loc[g.index])
             lo, hi = t_interval(diff.to_numpy()) if len(diff) > 1 else (float("nan"), float("nan"))
             cells["Δ vs base [95% CI]"] = f"{diff.mean():+.1f} [{lo:+.1f}, {hi:+.1f}]"
-        else:
-            cells["Δ vs base [95% CI]"] = "–"
+            d, lo, hi = (100 * v for v in paired_bootstrap_difference(probe[row], probe["base"]))
+            cells["probe macro-F1 (%) [Δ, 95% CI]"] += f" ({d:+.1f} [{lo:+.1f}, {hi:+.1f}])"
         d0, g0 = mlm.loc["base", "domain_mlm"], mlm.loc["base", "general_mlm"]
         d, gl = mlm.loc[row, "domain_mlm"], mlm.loc[row, "general_mlm"]
         cells["domain MLM loss"] = f"{d:.3f} ({100 * (d - d0) / d0:+.1f}%)" if row != "base" else f"{d:.3f}"
@@ -198,7 +199,8 @@ def main(argv: list[str] | None = None) -> int:
               f"(base row's MLM losses); pretraining {preset['pre_steps']} steps × "
               f"{preset['pre_batch']} blocks of {preset['block_size']} tokens, fine-tuning {preset['ft_steps']} steps × "
               f"{preset['ft_batch']}; macro-F1 over seeds {args.seeds}; Δ paired by seed; probe = logistic regression on "
-              f"the frozen encoder's mean-pooled features of the same train/test entries (deterministic). Held-out masked-LM loss "
+              f"the frozen encoder's mean-pooled features of the same train/test entries (deterministic; vs base with a "
+              f"paired bootstrap 95% interval over test entries). Held-out masked-LM loss "
               f"(change vs base) on the task's test text (domain) and on held-out {args.general} text (general). "
               f"Wall time {wall / 60:.1f} min.")
     text = header + "\n\n" + table.to_markdown() + "\n\nTop-10k unigram overlap (%):\n\n" + overlap.to_markdown() + "\n"

@@ -17,6 +17,6 @@ from .negative_transfer import (
 
 __all__ += ["TransferGap", "negative_transfer_gap", "negative_transfer_table"]
 
-from .linear_probe import LinearProbeError, linear_probe
+from .linear_probe import LinearProbeError, ProbeResult, linear_probe, paired_bootstrap_difference
 
-__all__ += ["LinearProbeError", "linear_probe"]
+__all__ += ["LinearProbeError", "ProbeResult", "linear_probe", "paired_bootstrap_difference"]

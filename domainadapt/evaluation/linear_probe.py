@@ -3,10 +3,13 @@
 A logistic regression on standardised frozen features (Alain & Bengio 2016, "Understanding intermediate layers
 using linear classifier probes"; the linear evaluation protocol of Chen et al. 2020, SimCLR §4). Few-label
 fine-tuning scores vary by points between seeds; the probe is deterministic given the features, so it separates
-"the continued pretraining changed what the encoder knows" from "this seed's fine-tuning went well". scikit-learn
-does the fitting (lbfgs, multinomial)."""
+"the continued pretraining changed what the encoder knows" from "this seed's fine-tuning went well". What is left
+is the finite test set: `paired_bootstrap_difference` puts an interval on the difference of two probes scored on
+the same test entries. scikit-learn does the fitting (lbfgs, multinomial) and the scoring."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -20,6 +23,14 @@ class LinearProbeError(ValueError):
     """Bad input to the probe; the message names the problem."""
 
 
+@dataclass(frozen=True)
+class ProbeResult:
+    acc: float
+    macro_f1: float
+    predictions: np.ndarray  # predicted class of every test example, in order
+    labels: np.ndarray  # the test labels
+
+
 def _as_numpy(a: torch.Tensor | np.ndarray, what: str) -> np.ndarray:
     out = a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
     if not np.isfinite(out.astype(float)).all():
@@ -27,9 +38,15 @@ def _as_numpy(a: torch.Tensor | np.ndarray, what: str) -> np.ndarray:
     return out
 
 
+def macro_f1(labels: np.ndarray, predictions: np.ndarray, classes: np.ndarray | None = None) -> float:
+    """Macro-F1 over `classes` (default: those in labels or predictions); a class never predicted scores 0."""
+    classes = np.unique(np.concatenate([labels, predictions])) if classes is None else classes
+    return float(f1_score(labels, predictions, average="macro", zero_division=0, labels=classes))
+
+
 def linear_probe(train_features, train_labels, test_features, test_labels, *, C: float = 1.0,
-                 max_iter: int = 5000) -> dict[str, float]:
-    """Fit on (train_features, train_labels), score on the test set: {"acc", "macro_f1"} in [0, 1].
+                 max_iter: int = 5000) -> ProbeResult:
+    """Fit on (train_features, train_labels), score on the test set (accuracy and macro-F1 in [0, 1]).
     C is the inverse L2 strength of scikit-learn's LogisticRegression."""
     xtr, ytr = _as_numpy(train_features, "train_features"), _as_numpy(train_labels, "train_labels")
     xte, yte = _as_numpy(test_features, "test_features"), _as_numpy(test_labels, "test_labels")
@@ -44,6 +61,24 @@ def linear_probe(train_features, train_labels, test_features, test_labels, *, C:
     probe = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=max_iter))
     probe.fit(xtr, ytr)
     pred = probe.predict(xte)
-    return {"acc": float(accuracy_score(yte, pred)),
-            "macro_f1": float(f1_score(yte, pred, average="macro", zero_division=0,
-                                         labels=np.unique(np.concatenate([ytr, yte]))))}
+    classes = np.unique(np.concatenate([ytr, yte]))
+    return ProbeResult(float(accuracy_score(yte, pred)), macro_f1(yte, pred, classes), pred, yte)
+
+
+def paired_bootstrap_difference(a: ProbeResult, b: ProbeResult, *, n_boot: int = 2000, seed: int = 0,
+                                level: float = 0.95) -> tuple[float, float, float]:
+    """Macro-F1 of `a` minus that of `b`, scored on the same test entries: (difference, low, high), the interval a
+    percentile bootstrap over test entries resampled jointly for both (Efron & Tibshirani 1993, ch. 13)."""
+    if a.labels.shape != b.labels.shape or not np.array_equal(a.labels, b.labels):
+        raise LinearProbeError("paired bootstrap: the two probes were scored on different test labels")
+    if n_boot < 1 or not 0 < level < 1:
+        raise LinearProbeError(f"paired bootstrap: need n_boot >= 1 and 0 < level < 1, got {n_boot} and {level}")
+    classes = np.unique(np.concatenate([a.labels, a.predictions, b.predictions]))
+    g = np.random.default_rng(seed)
+    n = len(a.labels)
+    diffs = np.empty(n_boot)
+    for k in range(n_boot):
+        i = g.integers(0, n, n)
+        diffs[k] = macro_f1(a.labels[i], a.predictions[i], classes) - macro_f1(a.labels[i], b.predictions[i], classes)
+    tail = 100 * (1 - level) / 2
+    return (a.macro_f1 - b.macro_f1, float(np.percentile(diffs, tail)), float(np.percentile(diffs, 100 - tail)))

@@ -364,10 +364,11 @@ def _pooled_features(model: TextClassifier, data: TokenizedLabelled, batch_size:
     return torch.cat([model.features(data.get_batch(index[s : s + batch_size])[0]) for s in range(0, len(data), batch_size)])
 
 
-def subject_probe(config: TrainConfig, *, C: float = 1.0, batch_size: int = 32) -> dict[str, float]:
+def subject_probe(config: TrainConfig, *, C: float = 1.0, batch_size: int = 32):
     """Linear probe of the encoder a `text_classification` config would fine-tune (its backbone, or the encoder
     of its init_from run): pooled features of the task's train and test entries, frozen, then
-    `evaluation.linear_probe` → {"acc", "macro_f1"}. Deterministic: no seed, no fine-tuning noise."""
+    `evaluation.linear_probe` → ProbeResult (acc, macro_f1, test predictions). Deterministic: no seed, no
+    fine-tuning noise; compare two with `evaluation.paired_bootstrap_difference`."""
     from ..evaluation.linear_probe import linear_probe
     from ..runs import check_inputs, checkpoint_file
     from ..train.checkpoint import load_checkpoint
