@@ -56,15 +56,16 @@ def variants(best_lambda: float, lambdas: list[float], alphas: list[float], samp
 
 def fisher_zero_fraction(pre_dir: Path, samples: int) -> float:
     """Fraction of the pre-trained model's parameters whose Fisher on its mnist training split is exactly 0: the
-    directions EWC leaves free (`fisher_coverage`), computed as the EWC runs compute it."""
-    from domainadapt.data import load_splits
-    from domainadapt.methods.ewc import diagonal_fisher, fisher_coverage
-    from domainadapt.runs import load_trained_model
+    directions EWC leaves free (`fisher_coverage`), from the task's own Fisher, the one the EWC runs anchor on."""
+    from domainadapt.methods.ewc import fisher_coverage
+    from domainadapt.runs import checkpoint_file
+    from domainadapt.tasks import get_task
+    from domainadapt.train.checkpoint import load_checkpoint
 
-    model, config = load_trained_model(pre_dir)
-    data = load_splits(config.source, root=config.data_root, image_size=config.image_size,
-                       test_fraction=config.test_fraction, split_seed=config.split_seed)["train"]
-    return fisher_coverage(diagonal_fisher(model, data, n_samples=samples))["all"]
+    state = load_checkpoint(checkpoint_file(pre_dir))
+    config = TrainConfig.from_dict(state["config"])
+    setup = get_task(config.task).build(config, state)
+    return fisher_coverage(setup.fisher(setup.model, {"samples": samples}))["all"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -379,7 +379,6 @@ def subject_probe(config: TrainConfig, *, C: float = 1.0, batch_size: int = 32):
     state = None
     if config.init_from is not None:
         state = load_checkpoint(checkpoint_file(config.init_from))
-    torch.manual_seed(config.seed)  # the untouched classifier head is never used, but keep its init reproducible
     setup = _build_classification(config, state)
     train, test = setup.source_train, setup.eval_sets["target_test"]
     return linear_probe(_pooled_features(setup.model, train, batch_size), train.labels,
