@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: test test-slow reproduce bench text-data dapt clean-results
+.PHONY: test lint test-slow reproduce bench text-data dapt clean-results
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -13,7 +13,12 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -e '.[dev,bench]'
 	touch $(STAMP)
 
-test: $(STAMP)
+# lint: ruff's small rule set, then the layer contracts of pyproject.toml ([tool.importlinter])
+lint: $(STAMP)
+	$(VENV)/bin/ruff check domainadapt tests experiments benchmarks paper_figures
+	$(VENV)/bin/lint-imports
+
+test: lint
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 test-slow: $(STAMP)

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from domainadapt.methods.ewc import diagonal_fisher, sample_fisher_labels
+from domainadapt.regularizers.fisher import diagonal_fisher, sample_fisher_labels
 from domainadapt.models import build_model
 
 

@@ -24,7 +24,7 @@ from domainadapt.data.domain import DigitDomain  # noqa: E402
 from domainadapt.methods import MethodContext, build_method  # noqa: E402
 from domainadapt.models import build_model  # noqa: E402
 from domainadapt.train import TrainConfig, Trainer  # noqa: E402
-from domainadapt.train.seeding import seed_everything  # noqa: E402
+from domainadapt.seeding import seed_everything  # noqa: E402
 
 
 def make_domain(n: int, size: int, seed: int) -> DigitDomain:

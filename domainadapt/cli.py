@@ -1,4 +1,4 @@
-"""`domainadapt train | table | domains | methods | measure | reproduce`.
+"""`domainadapt train | table | measure | reproduce | domains | methods | tasks | regularizers | backbones`.
 
 Bad input ends with one line `error: ...` naming the problem and exit status 2, never a traceback.
 """
@@ -10,9 +10,21 @@ import dataclasses
 import json
 import subprocess
 import sys
+import types
+import typing
 from pathlib import Path
 from typing import Any
 
+from .data import describe_domains
+from .domain_gap import measure_domains, summary_rows
+from .io import atomic_write_json, atomic_write_text
+from .methods import available_methods, get_method_class
+from .models import available_backbones, get_backbone
+from .plugins import PluginError, add_plugins
+from .regularizers import available_regularizers, get_regularizer
+from .report import collect, render, summary_table
+from .runs import run
+from .tasks import available_tasks, get_task
 from .train.config import TrainConfig
 
 
@@ -33,60 +45,69 @@ def _key_values(items: list[str] | None, flag: str) -> dict[str, Any]:
     return out
 
 
+def _flag_type(hint: Any) -> tuple[type | None, bool]:
+    """(argparse type, is optional) of a config field's annotation: int, float, str, or one of them | None."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)] if typing.get_origin(hint) in (
+        typing.Union, types.UnionType) else [hint]
+    base = args[0] if len(args) == 1 else None
+    return (base if base in (int, float, str, bool) else None), len(args) != 1 or hint is not base
+
+
+def config_flags() -> list[tuple[dataclasses.Field, str, dict[str, Any]]]:
+    """(field, flag, argparse options) for every TrainConfig field: `--field-name`; booleans as `--name` (default
+    off) or `--no-name` (default on); dicts of options as repeatable `--method-arg KEY=VALUE` (for `*_kwargs`)
+    or one JSON object; lists as several values. Help is the field's doc; choices are the config's own."""
+    hints = typing.get_type_hints(TrainConfig)
+    defaults = TrainConfig().to_dict()
+    out = []
+    for f in dataclasses.fields(TrainConfig):
+        hint, doc, default = hints[f.name], f.metadata.get("doc", ""), defaults[f.name]
+        origin = typing.get_origin(hint) or hint
+        name = f.name.replace("_", "-")
+        if origin is dict:
+            if f.name.endswith("_kwargs"):
+                flag = f"--{f.name[: -len('_kwargs')].replace('_', '-')}-arg"
+                opts = dict(action="append", metavar="KEY=VALUE", dest=f.name, help=f"{doc} (repeatable)")
+            else:
+                flag, opts = f"--{name}", dict(type=json.loads, metavar="JSON", dest=f.name, help=f"{doc} (a JSON object)")
+        elif origin is list:
+            flag, opts = f"--{name}", dict(nargs="+", dest=f.name, help=doc)
+        elif hint is bool:
+            flag = f"--no-{name}" if default else f"--{name}"
+            opts = dict(action="store_false" if default else "store_true", default=None, dest=f.name, help=doc)
+        else:
+            kind, _ = _flag_type(hint)
+            opts = dict(type=kind, dest=f.name, help=f"{doc} (default {default})")
+            if f.metadata.get("choices"):
+                opts["choices"] = list(f.metadata["choices"])
+            flag = f"--{name}"
+        out.append((f, flag, opts))
+    return out
+
+
 def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train one run into an output directory (resumes an unfinished one)")
-    d = TrainConfig()
     p.add_argument("--config", type=Path, help="JSON file of TrainConfig fields; flags given override it")
-    p.add_argument("--method", help=f"adaptation method (default {d.method}); see `domainadapt methods`")
-    p.add_argument("--method-arg", action="append", metavar="KEY=VALUE", help="method option (repeatable)")
-    p.add_argument("--source", help=f"source domain (default {d.source}); see `domainadapt domains`")
-    p.add_argument("--target", help=f"target domain (default {d.target})")
-    p.add_argument("--backbone", help=f"default {d.backbone}")
-    p.add_argument("--backbone-arg", action="append", metavar="KEY=VALUE",
-                   help="backbone option, e.g. batch_norm=true (repeatable)")
-    p.add_argument("--image-size", type=int)
-    p.add_argument("--data-root", help="folder with torchvision datasets (full MNIST, USPS, SVHN)")
-    p.add_argument("--steps", type=int)
-    p.add_argument("--batch-size", type=int, help="per domain, per optimizer step, all processes together")
-    p.add_argument("--grad-accum", type=int)
-    p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"])
-    p.add_argument("--lr", type=float)
-    p.add_argument("--momentum", type=float)
-    p.add_argument("--weight-decay", type=float)
-    p.add_argument("--schedule", choices=["constant", "dann", "cosine", "linear"])
-    p.add_argument("--warmup-steps", type=int)
-    p.add_argument("--grad-clip", type=float)
-    p.add_argument("--amp", choices=["none", "bf16", "fp16"])
-    p.add_argument("--channels-last", action="store_true", default=None)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--deterministic", action="store_true", default=None)
-    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, mps")
-    p.add_argument("--eval-every", type=int)
-    p.add_argument("--checkpoint-every", type=int)
-    p.add_argument("--log-every", type=int)
-    p.add_argument("--num-workers", type=int, help="DataLoader workers reading batches ahead (default 0)")
-    p.add_argument("--no-progress", dest="progress", action="store_false", default=None)
+    for _, flag, opts in config_flags():
+        p.add_argument(flag, **opts)
     p.add_argument("--out", type=Path, required=True, help="run directory")
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .runs import run
-
     base: dict[str, Any] = {}
     if args.config is not None:
         if not args.config.is_file():
             raise ValueError(f"config file {args.config} does not exist")
         base = json.loads(args.config.read_text())
         base = base.get("config", base)  # accept a run's config.json too
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    for name in fields:
-        value = getattr(args, name, None)
-        if value is not None:
-            base[name] = value
-    if args.method_arg:
-        base["method_kwargs"] = {**base.get("method_kwargs", {}), **_key_values(args.method_arg, "--method-arg")}
-    if args.backbone_arg:
-        base["backbone_kwargs"] = {**base.get("backbone_kwargs", {}), **_key_values(args.backbone_arg, "--backbone-arg")}
+    for f, flag, opts in config_flags():
+        value = getattr(args, f.name, None)
+        if value is None:
+            continue
+        if opts.get("action") == "append":  # KEY=VALUE items merge into the config file's options
+            base[f.name] = {**base.get(f.name, {}), **_key_values(value, flag)}
+        else:
+            base[f.name] = value
     config = TrainConfig.from_dict(base)
     result = run(config, args.out)
     print(json.dumps({"run_dir": str(args.out), "metrics": result["metrics"]}, indent=2))
@@ -105,9 +126,6 @@ def _add_table(sub: argparse._SubParsersAction) -> None:
 
 
 def _table(args: argparse.Namespace) -> int:
-    from .io import atomic_write_text
-    from .report import collect, render, summary_table
-
     frame = collect(args.runs)
     table = summary_table(frame, metric=args.metric, rows=args.rows.split(","), cols=args.cols, scale=args.scale)
     text = render(table, args.format)
@@ -118,19 +136,40 @@ def _table(args: argparse.Namespace) -> int:
 
 
 def _domains(args: argparse.Namespace) -> int:
-    from .data import describe_domains
-
     for name, text in describe_domains().items():
         print(f"{name:12s} {text}")
     return 0
 
 
 def _methods(args: argparse.Namespace) -> int:
-    from .methods import available_methods, get_method_class
-
     for name in available_methods():
         doc = (get_method_class(name).__doc__ or sys.modules[get_method_class(name).__module__].__doc__ or "").strip()
         print(f"{name:14s} {doc.splitlines()[0] if doc else ''}")
+    return 0
+
+
+def _first_doc_line(obj: Any) -> str:
+    doc = (getattr(obj, "__doc__", None) or sys.modules[type(obj).__module__].__doc__ or "").strip()
+    return doc.splitlines()[0] if doc else ""
+
+
+def _tasks(args: argparse.Namespace) -> int:
+    for name in available_tasks():
+        print(f"{name:22s} {_first_doc_line(get_task(name))}")
+    return 0
+
+
+def _regularizers(args: argparse.Namespace) -> int:
+    for name in available_regularizers():
+        print(f"{name:10s} {_first_doc_line(get_regularizer(name))}")
+    return 0
+
+
+def _backbones(args: argparse.Namespace) -> int:
+    for name in available_backbones():
+        spec = get_backbone(name)
+        print(f"{name:12s} {spec.modality:6s} {spec.doc}")
+    print("(a text task also takes any Hugging Face folder or hub name)")
     return 0
 
 
@@ -165,8 +204,6 @@ def _add_measure(sub: argparse._SubParsersAction) -> None:
 
 
 def _measure(args: argparse.Namespace) -> int:
-    from .domain_gap import measure_domains, summary_rows
-    from .io import atomic_write_json
 
     result = measure_domains(
         args.source, args.target, features=args.features, metrics=[m.strip() for m in args.metrics.split(",") if m.strip()],
@@ -184,11 +221,17 @@ def _measure(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="domainadapt", description=__doc__)
+    parser.add_argument("--plugin", action="append", default=[], metavar="MODULE_OR_FILE",
+                        help="import a module that registers methods, tasks, regularizers or backbones (repeatable; "
+                        "also DOMAINADAPT_PLUGINS)")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_train(sub)
     _add_table(sub)
     sub.add_parser("domains", help="list the named domains")
     sub.add_parser("methods", help="list the adaptation methods")
+    sub.add_parser("tasks", help="list the tasks")
+    sub.add_parser("regularizers", help="list the regularizers")
+    sub.add_parser("backbones", help="list the backbones")
     _add_reproduce(sub)
     _add_measure(sub)
     return parser
@@ -197,11 +240,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"train": _train, "table": _table, "domains": _domains, "methods": _methods, "reproduce": _reproduce,
-                "measure": _measure}
+                "measure": _measure, "tasks": _tasks, "regularizers": _regularizers, "backbones": _backbones}
     handler = handlers[args.command]
     try:
+        add_plugins(args.plugin)
         return handler(args)
-    except (ValueError, FileNotFoundError, FloatingPointError) as err:
+    except (ValueError, FileNotFoundError, FloatingPointError, PluginError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 

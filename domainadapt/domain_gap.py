@@ -19,7 +19,9 @@ from typing import Any, Sequence
 import torch
 
 from .data import DigitDomain, load_domain
-from .divergence import METRICS, measure
+from .divergence import METRICS, inception_features, load_fid_inception, measure
+from .inference import UnknownLayerError, extract_features
+from .runs import load_trained_model
 
 
 @dataclass(frozen=True)
@@ -50,13 +52,8 @@ class FeatureExtractor:
         self.batch_size = batch_size
         self.model: torch.nn.Module | None = None
         if spec.kind == "inception":
-            from .divergence import load_fid_inception
-
             self.model = load_fid_inception(fid_weights, allow_download=allow_download, device=self.device)
         elif spec.kind == "layer":
-            from .divergence import UnknownLayerError
-            from .runs import load_trained_model
-
             self.model, self.config = load_trained_model(spec.checkpoint)
             names = dict(self.model.named_modules())
             if spec.layer not in names:
@@ -69,11 +66,7 @@ class FeatureExtractor:
         if self.spec.kind == "pixels":
             return images.flatten(1)
         if self.spec.kind == "inception":
-            from .divergence import inception_features
-
             return inception_features(images, self.model, batch_size=self.batch_size, device=self.device)
-        from .divergence import extract_features
-
         if self.config.image_size != domain.image_size:
             raise ValueError(f"the model of {self.spec.checkpoint} takes {self.config.image_size}px images, "
                              f"the domain has {domain.image_size}px")

@@ -2,9 +2,10 @@
 
 Under covariate shift (p_S(y|x) = p_T(y|x)), the target risk is the source risk reweighted by w(x)
 (Shimodaira 2000). The density ratio is estimated with a probabilistic domain classifier trained to tell
-target (label 1) from source (label 0) examples: by Bayes' rule
+source (label 1, `SOURCE`) from target (label 0) examples — the one convention of every domain classifier here,
+the discriminators of DANN and of `methods.importance_weighted` included: by Bayes' rule
 
-    w(x) = p_T(x) / p_S(x) = (n_S / n_T) · P(T | x) / P(S | x)
+    w(x) = p_T(x) / p_S(x) = (n_S / n_T) · P(T | x) / P(S | x) = (n_S / n_T) · exp(−ℓ(x)),  ℓ = log P(S|x)/P(T|x)
 
 (Bickel, Brückner & Scheffer 2007, "Discriminative learning for differing training and test distributions",
 ICML, sec. 2; Sugiyama, Suzuki & Kanamori 2012, "Density Ratio Estimation in Machine Learning", ch. 4
@@ -25,6 +26,12 @@ import numpy as np
 import torch
 
 CLASSIFIERS = ("logistic", "mlp")
+SOURCE, TARGET = 1, 0  # domain labels of every domain classifier in domainadapt
+
+
+def ratio_from_source_logit(source_logit: torch.Tensor, prior_ratio: float) -> torch.Tensor:
+    """p_T(x)/p_S(x) = (n_S/n_T) · exp(−ℓ(x)) from a domain classifier's logit ℓ = log P(S|x)/P(T|x)."""
+    return prior_ratio * torch.exp(-source_logit)
 
 
 def _as_2d(x: Any, what: str) -> np.ndarray:
@@ -41,7 +48,7 @@ def _as_2d(x: Any, what: str) -> np.ndarray:
 
 
 class DensityRatioEstimator:
-    """Fit a domain classifier on (source, target) features; `ratio(x)` = (n_S/n_T)·P(T|x)/P(S|x).
+    """Fit a domain classifier (source = 1) on (source, target) features; `ratio(x)` = (n_S/n_T)·P(T|x)/P(S|x).
 
     classifier: "logistic" (scikit-learn LogisticRegression on standardised features, strength `C`) or "mlp"
     (a one-hidden-layer torch MLP, full-batch Adam, seeded). `eps` bounds P(S|x) away from 0."""
@@ -65,7 +72,7 @@ class DensityRatioEstimator:
         if xs.shape[1] != xt.shape[1]:
             raise ValueError(f"source features have {xs.shape[1]} dimensions, target features {xt.shape[1]}")
         x = np.concatenate([xs, xt])
-        d = np.concatenate([np.zeros(len(xs)), np.ones(len(xt))])  # 1 = target
+        d = np.concatenate([np.full(len(xs), SOURCE), np.full(len(xt), TARGET)]).astype(np.float64)
         self.prior_ratio = len(xs) / len(xt)
         self._dim = xs.shape[1]
         self._predict = self._fit_logistic(x, d) if self.classifier == "logistic" else self._fit_mlp(x, d)
@@ -103,8 +110,8 @@ class DensityRatioEstimator:
 
         return predict
 
-    def target_probability(self, x: Any) -> np.ndarray:
-        """P(T | x) of the fitted domain classifier."""
+    def source_probability(self, x: Any) -> np.ndarray:
+        """P(S | x) of the fitted domain classifier."""
         if self._predict is None:
             raise RuntimeError("DensityRatioEstimator: call fit(source, target) first")
         z = _as_2d(x, "features")
@@ -112,10 +119,14 @@ class DensityRatioEstimator:
             raise ValueError(f"features have {z.shape[1]} dimensions, the estimator was fitted on {self._dim}")
         return np.asarray(self._predict(z), dtype=np.float64)
 
+    def target_probability(self, x: Any) -> np.ndarray:
+        """P(T | x) = 1 − P(S | x)."""
+        return 1.0 - self.source_probability(x)
+
     def ratio(self, x: Any) -> np.ndarray:
         """Estimated p_T(x) / p_S(x) = (n_S/n_T) · P(T|x) / P(S|x)."""
-        p = np.clip(self.target_probability(x), 0.0, 1.0 - self.eps)
-        return self.prior_ratio * p / (1.0 - p)
+        q = np.clip(self.source_probability(x), self.eps, 1.0)
+        return self.prior_ratio * (1.0 - q) / q
 
 
 def finalize_weights(ratio: Any, *, clip: float | None = None, normalize: bool = True) -> np.ndarray:

@@ -6,19 +6,28 @@ result.json is written atomically and only after training ends, so a run directo
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import platform
 import time
 from collections.abc import Iterable
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from .distributed import init_distributed, resolve_device
 from .io import atomic_write_json
-from .train.checkpoint import CheckpointError, load_checkpoint
+from .methods import MethodContext, build_method, check_method_kwargs
+from .regularizers import RegularizerContext, build_regularizers, check_regularizers
+from .seeding import seed_everything, set_deterministic
+from .tasks import get_task
+from .train.checkpoint import CheckpointError, load_checkpoint, load_model_weights
 from .train.config import TrainConfig
+from .train.trainer import Trainer
 
 RESULT_FILE = "result.json"
 CONFIG_FILE = "config.json"
@@ -30,16 +39,12 @@ class RunDirError(ValueError):
 
 def check_inputs(config: TrainConfig) -> None:
     """Every check that needs no data: fails in milliseconds, before any domain is built."""
-    from .methods import check_method_kwargs
-    from .tasks import get_task
-
     config.validate()
     check_method_kwargs(config.method, config.method_kwargs)
-    get_task(config.task).check(config)
+    task = get_task(config.task)
+    task.check(config, task.options(config))
     if config.init_from is not None and not Path(config.init_from).exists():
         raise CheckpointError(f"init_from: no run directory or checkpoint at {config.init_from}")
-    from .regularizers import check_regularizers
-
     check_regularizers(config.regularizers)
 
 
@@ -63,13 +68,6 @@ def _claim_run_dir(run_dir: Path, config: TrainConfig) -> None:
 
 def run(config: TrainConfig, run_dir: str | Path) -> dict[str, Any]:
     """Train one configuration into `run_dir` (resuming an unfinished run); return result.json's content."""
-    from .methods import MethodContext, build_method
-    from .regularizers import build_regularizers
-    from .tasks import get_task
-    from .train.distributed import init_distributed, resolve_device
-    from .train.seeding import seed_everything, set_deterministic
-    from .train.trainer import Trainer
-
     run_dir = Path(run_dir)
     check_inputs(config)
     _claim_run_dir(run_dir, config)
@@ -83,12 +81,14 @@ def run(config: TrainConfig, run_dir: str | Path) -> dict[str, Any]:
         set_deterministic(config.deterministic)
         seed_everything(config.seed)
         init_state = load_checkpoint(checkpoint_file(config.init_from)) if config.init_from is not None else None
-        task = get_task(config.task).build(config, init_state)
+        task_def = get_task(config.task)
+        task = task_def.build(config, task_def.options(config), init_state)
         model = task.model
         freeze_parameters(model, config.freeze)
         context = MethodContext(feature_dim=task.feature_dim, num_classes=task.num_classes, total_steps=config.steps)
         method = build_method(config.method, context, **config.method_kwargs)
-        regularizers = build_regularizers(config.regularizers, model, previous=init_state, fisher=task.fisher)
+        regularizers = build_regularizers(config.regularizers, model, RegularizerContext(
+            previous=init_state, fisher=task.fisher, no_fisher_reason=task.no_fisher_reason))
         if dist_ctx.rank > 0:
             seed_everything(config.seed + 7919 * dist_ctx.rank)  # same init everywhere, own dropout noise per rank
 
@@ -104,7 +104,8 @@ def run(config: TrainConfig, run_dir: str | Path) -> dict[str, Any]:
             run_dir=run_dir,
             dist_ctx=dist_ctx,
             regularizers=regularizers,
-            evaluator=task.evaluator,
+            measure=task.measure,
+            model_info=task.model_info,
         )
         metrics = trainer.fit()
         result = {
@@ -143,8 +144,6 @@ def sweep(configs: Iterable[TrainConfig], root: str | Path) -> list[dict[str, An
 def freeze_parameters(model: torch.nn.Module, patterns: list[str]) -> list[str]:
     """Set requires_grad=False on parameters whose names match any fnmatch pattern (e.g. "backbone.*");
     the optimizer never sees them, so they stay bitwise unchanged. A pattern matching nothing is an error."""
-    import fnmatch
-
     names = [n for n, _ in model.named_parameters()]
     frozen = []
     for pattern in patterns:
@@ -188,9 +187,6 @@ def run_many(jobs: list[tuple[TrainConfig, Path]], workers: int = 1, *, verbose:
             if verbose:
                 print(f"[{i}/{len(jobs)}] {Path(run_dir).name}", flush=True)
         return results
-    from concurrent.futures import ProcessPoolExecutor
-    from multiprocessing import get_context
-
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
         futures = [pool.submit(_run_with_threads, c, str(d), threads) for c, d in jobs]
         for i, ((_, run_dir), future) in enumerate(zip(jobs, futures), 1):
@@ -201,19 +197,14 @@ def run_many(jobs: list[tuple[TrainConfig, Path]], workers: int = 1, *, verbose:
 
 
 def load_trained_model(path: str | Path) -> tuple[torch.nn.Module, TrainConfig]:
-    """The model of a run directory (or a checkpoint file), weights loaded, in eval mode."""
-    from .models import build_model
-    from .tasks import load_model_weights
-
+    """The model of a run directory (or a checkpoint file), weights loaded, in eval mode: the task builds it
+    from the run's config and the model facts the checkpoint records (the class count), then loads the weights."""
     ckpt = Path(path) / "checkpoints" / "last.pt" if Path(path).is_dir() else Path(path)
     state = load_checkpoint(ckpt)
     config = TrainConfig.from_dict(state["config"])
-    num_classes = state["modules"]["model.head.net." + _last_linear(state["modules"]) + ".bias"].numel()
-    model = build_model(config.backbone, num_classes, config.image_size, config.backbone_kwargs)
+    if "model_info" not in state:
+        raise CheckpointError(f"{ckpt} records no model_info (written by an older domainadapt); re-run it to load it")
+    task = get_task(config.task)
+    model = task.build_model(config, task.options(config), state["model_info"])
     load_model_weights(model, state, ckpt)
     return model.eval(), config
-
-
-def _last_linear(modules: dict[str, torch.Tensor]) -> str:
-    indices = [int(k.split(".")[3]) for k in modules if k.startswith("model.head.net.") and k.endswith(".bias")]
-    return str(max(indices))

@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
 
-    from domainadapt.text.tasks import heldout_mlm_losses
+    from domainadapt.tasks.masked_lm import heldout_mlm_losses
 
     if warm is not None:
         m = run_many([(warm, Path(warm_dir))], verbose=True)[0]["metrics"]
@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     ft_results = dict(zip(ft, run_many([(c, runs / run_name(c)) for c in ft.values()], verbose=True)))
 
     from domainadapt.evaluation import paired_bootstrap_difference
-    from domainadapt.text.tasks import subject_probe
+    from domainadapt.evaluation.subject_probe import subject_probe
 
     probe = {row: subject_probe(ft[(row, args.seeds[0])]) for row in ["base", *args.rows]}
     mlm_rows = [{"row": "base", "domain_mlm": base_mlm["domain_heldout"], "general_mlm": base_mlm["general_heldout"]}]
@@ -218,15 +218,15 @@ def encoder_prefix(backbone: str) -> str:
     Read from the masked-LM class the checkpoint's config maps to (its `base_model_prefix`)."""
     from transformers import MODEL_FOR_MASKED_LM_MAPPING, AutoConfig
 
-    from domainadapt.text.tasks import _resolve_backbone
+    from domainadapt.models import resolve_text_backbone
 
-    config = AutoConfig.from_pretrained(_resolve_backbone(backbone), trust_remote_code=False)
+    config = AutoConfig.from_pretrained(resolve_text_backbone(backbone), trust_remote_code=False)
     return MODEL_FOR_MASKED_LM_MAPPING[type(config)].base_model_prefix
 
 
 def vocabulary_overlap(subject: dict) -> pd.DataFrame:
     """Gururangan et al. 2020, Figure 2: overlap (%) of the top-10k unigrams of each pair of corpora."""
-    from domainadapt.text.tasks import corpus_texts
+    from domainadapt.text.sources import corpus_texts
     from domainadapt.text.vocab import vocab_overlap
 
     corpora = {"FOLDOC task": corpus_texts("task:foldoc", subject=subject), "FOLDOC": corpus_texts("dictd:foldoc"),

@@ -57,15 +57,17 @@ def variants(best_lambda: float, lambdas: list[float], alphas: list[float], samp
 def fisher_zero_fraction(pre_dir: Path, samples: int) -> float:
     """Fraction of the pre-trained model's parameters whose Fisher on its mnist training split is exactly 0: the
     directions EWC leaves free (`fisher_coverage`), from the task's own Fisher, the one the EWC runs anchor on."""
-    from domainadapt.methods.ewc import fisher_coverage
+    from domainadapt.regularizers.fisher import diagonal_fisher, fisher_coverage
     from domainadapt.runs import checkpoint_file
     from domainadapt.tasks import get_task
     from domainadapt.train.checkpoint import load_checkpoint
 
     state = load_checkpoint(checkpoint_file(pre_dir))
     config = TrainConfig.from_dict(state["config"])
-    setup = get_task(config.task).build(config, state)
-    return fisher_coverage(setup.fisher(setup.model, {"samples": samples}))["all"]
+    task = get_task(config.task)
+    setup = task.build(config, task.options(config), state)
+    fisher = diagonal_fisher(setup.model, setup.fisher.data, n_samples=samples)  # as the EWC runs' default kind "true"
+    return fisher_coverage(fisher)["all"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,7 +24,7 @@ def run_features(run_dir: Path, n: int, seed: int):
     import torch
 
     from domainadapt.data import load_splits
-    from domainadapt.divergence import extract_features
+    from domainadapt.inference import extract_features
     from domainadapt.domain_gap import sample_domain
     from domainadapt.runs import load_trained_model
 

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from domainadapt.data.domain import DigitDomain
-from domainadapt.diagnostics import (
+from domainadapt.evaluation.diagnostics import (
     class_distribution,
     collapse_check,
     confusion_matrix,

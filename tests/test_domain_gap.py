@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from domainadapt.cli import main
-from domainadapt.divergence import UnknownLayerError
+from domainadapt.inference import UnknownLayerError
 from domainadapt.domain_gap import FeatureExtractor, FeatureSpec, measure_domains
 from domainadapt.runs import run
 from domainadapt.train import TrainConfig

@@ -9,18 +9,16 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from domainadapt.methods.ewc import (
+from domainadapt.regularizers.ewc import EWCPenalty, load_fisher, save_fisher
+from domainadapt.regularizers.fisher import (
     EmptyDataError,
     EWCError,
-    EWCPenalty,
     ParameterMismatchError,
     diagonal_fisher,
-    load_fisher,
     sample_fisher_labels,
     sample_indices,
-    save_fisher,
 )
-from domainadapt.methods.l2sp import L2SPError, L2SPPenalty
+from domainadapt.regularizers.l2sp import L2SPError, L2SPPenalty
 
 N, C = 21, 5
 
@@ -102,6 +100,16 @@ def test_vmap_fisher_equals_the_per_sample_loop(setup, kind):
     else:
         assert not torch.equal(labels, y[idx])  # sampled from the model, not the data's labels
     assert_same(fisher, loop_fisher(model, x[idx], labels))
+
+
+@pytest.mark.parametrize("kind", ["true", "empirical", "exact"])
+def test_the_per_example_autograd_loop_equals_the_vectorised_fisher(setup, kind):
+    """The two gradient routes of the one diagonal_fisher (vmap for classifiers, a loop for models that do not
+    vectorise, e.g. Hugging Face attention) give the same Fisher, sampled labels included."""
+    model, x, y = setup
+    vectorised = diagonal_fisher(model, (x, y), kind=kind, n_samples=11, batch_size=4, chunk_size=3, seed=3)
+    looped = diagonal_fisher(model, (x, y), kind=kind, n_samples=11, batch_size=4, seed=3, vectorize=False)
+    assert_same(looped, vectorised)
 
 
 def test_data_protocols_and_chunking_give_the_same_fisher(setup):
@@ -387,7 +395,7 @@ def test_fisher_coverage_finds_the_weights_of_a_unit_dead_on_the_data():
     alive = torch.ones(8, dtype=torch.bool)
     alive[2] = False
     assert (fisher["0.weight"][alive] > 0).all() and (fisher["2.weight"][:, alive] > 0).all()
-    from domainadapt.methods.ewc import fisher_coverage
+    from domainadapt.regularizers.fisher import fisher_coverage
 
     cov = fisher_coverage(fisher)
     assert cov["0.weight"] == pytest.approx(6 / 48) and cov["0.bias"] == pytest.approx(1 / 8)

@@ -59,7 +59,7 @@ def test_ewc_keeps_the_source_better_than_plain_finetuning(toy, pretrained, tmp_
     assert ewc["metrics"]["train/ewc"] > 0
     # the anchor pulls where the Fisher is large: the Fisher-weighted distance to the pretrained weights is far
     # smaller after EWC than after plain fine-tuning (penalty rebuilt from the checkpoint into a fresh module)
-    from domainadapt.methods.ewc import EWCPenalty
+    from domainadapt.regularizers.ewc import EWCPenalty
 
     penalty = EWCPenalty(1.0)
     penalty.load_state_dict({k[len("regularizers.ewc."):]: v for k, v in state.items() if k.startswith("regularizers.ewc.")})

@@ -26,7 +26,8 @@ from domainadapt.strategies import (
     strategy_overrides,
 )
 from domainadapt.train import ConfigError, TrainConfig, Trainer, load_checkpoint
-from domainadapt.train.trainer import build_param_groups, set_train_mode
+from domainadapt.train.param_groups import build_param_groups
+from domainadapt.train.trainer import set_train_mode
 
 BN = {"batch_norm": True}
 CONV1 = ["backbone.conv1", "backbone.bn1"]
@@ -193,7 +194,7 @@ def test_frozen_layers_stay_bitwise_unchanged(toy, pretrained, tmp_path):
 
 def _trainer(toy_sets, tmp_path, **kw) -> Trainer:
     from domainadapt.runs import freeze_parameters
-    from domainadapt.train.seeding import seed_everything
+    from domainadapt.seeding import seed_everything
 
     config = TrainConfig(method="target_oracle", image_size=16, batch_size=32, lr=0.02, device="cpu",
                          progress=False, **kw)

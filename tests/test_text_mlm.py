@@ -15,8 +15,8 @@ from domainadapt.text.mlm import (
     lm_head,
     load_masked_lm,
     masked_lm_loss,
-    mlm_eval_loss,
 )
+from domainadapt.tasks.masked_lm import mlm_eval_loss
 
 torch.set_num_threads(1)
 VOCAB = 120

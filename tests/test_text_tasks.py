@@ -48,11 +48,19 @@ def text_world(tmp_path_factory):
 @pytest.fixture()
 def world(text_world, monkeypatch):
     monkeypatch.setenv("DOMAINADAPT_DICTD_DIR", str(text_world / "dictd"))
-    from domainadapt.text import tasks
+    from domainadapt.text import sources
 
-    tasks._dictd_entries.cache_clear()
+    sources.clear_caches()
     yield text_world
-    tasks._dictd_entries.cache_clear()
+    sources.clear_caches()
+
+
+def build_setup(config: TrainConfig, init_state):
+    """What runs.run builds for a config: the task's TaskSetup (model, data, eval sets)."""
+    from domainadapt.tasks import get_task
+
+    task = get_task(config.task)
+    return task.build(config, task.options(config), init_state)
 
 
 def mlm_config(world, **kw) -> TrainConfig:
@@ -74,10 +82,10 @@ def cls_config(world, **kw) -> TrainConfig:
 
 
 def test_dapt_lowers_the_held_out_domain_mlm_loss_and_reports_general_text(world, tmp_path):
-    from domainadapt.text.tasks import _build_masked_lm, evaluate_masked_lm
+    from domainadapt.tasks.masked_lm import evaluate_masked_lm
 
     config = mlm_config(world)
-    setup = _build_masked_lm(config, None)
+    setup = build_setup(config, None)
     assert set(setup.eval_sets) == {"domain_heldout", "general_heldout"}
     before = evaluate_masked_lm(setup.model, setup.eval_sets["domain_heldout"], device=torch.device("cpu"))
     again = evaluate_masked_lm(setup.model, setup.eval_sets["domain_heldout"], device=torch.device("cpu"))
@@ -96,7 +104,7 @@ def test_whole_word_masking_trains_through_the_trainer(world, tmp_path):
 
 
 def test_dapt_never_trains_on_the_task_test_entries(world):
-    from domainadapt.text.tasks import corpus_texts, subject_task
+    from domainadapt.text.sources import corpus_texts, subject_task
 
     task = subject_task(SUBJECT)
     texts = corpus_texts("dictd:foldoc", exclude=task.test_headwords)
@@ -106,14 +114,12 @@ def test_dapt_never_trains_on_the_task_test_entries(world):
 
 
 def test_fine_tuning_from_a_dapt_run_starts_from_its_encoder_and_learns_the_task(world, tmp_path):
-    from domainadapt.text.tasks import _build_classification
-
     dapt = run(mlm_config(world, steps=5), tmp_path / "dapt")
     assert dapt["steps"] == 5
     from domainadapt.train.checkpoint import load_checkpoint
 
     state = load_checkpoint(tmp_path / "dapt" / "checkpoints" / "last.pt")
-    setup = _build_classification(cls_config(world, init_from=str(tmp_path / "dapt")), state)
+    setup = build_setup(cls_config(world, init_from=str(tmp_path / "dapt")), state)
     word = state["modules"]["model.bert.embeddings.word_embeddings.weight"]
     assert torch.equal(setup.model.encoder.embeddings.word_embeddings.weight, word)
 
@@ -125,7 +131,8 @@ def test_fine_tuning_from_a_dapt_run_starts_from_its_encoder_and_learns_the_task
 
 
 def test_subject_probe_reads_the_frozen_encoder_deterministically(world, tmp_path):
-    from domainadapt.text.tasks import TextTaskError, subject_probe
+    from domainadapt.evaluation.subject_probe import subject_probe
+    from domainadapt.text.sources import TextTaskError
 
     base = subject_probe(cls_config(world))
     again = subject_probe(cls_config(world, seed=5))  # no seed dependence: the encoder is frozen
@@ -133,12 +140,12 @@ def test_subject_probe_reads_the_frozen_encoder_deterministically(world, tmp_pat
     assert 0.0 <= base.macro_f1 <= 1.0 and base.acc >= 1 / 3  # 3 subjects with disjoint words
     run(mlm_config(world, steps=20), tmp_path / "dapt")
     from domainadapt.evaluation import linear_probe
-    from domainadapt.text.tasks import _build_classification, _pooled_features
+    from domainadapt.evaluation.subject_probe import pooled_features as _pooled_features
     from domainadapt.train.checkpoint import load_checkpoint
 
     dapt_config = cls_config(world, init_from=str(tmp_path / "dapt"))
-    setup = _build_classification(dapt_config, load_checkpoint(tmp_path / "dapt" / "checkpoints" / "last.pt"))
-    base_setup = _build_classification(cls_config(world), None)
+    setup = build_setup(dapt_config, load_checkpoint(tmp_path / "dapt" / "checkpoints" / "last.pt"))
+    base_setup = build_setup(cls_config(world), None)
     f_train, f_test = (_pooled_features(setup.model, d, 8) for d in (setup.source_train, setup.eval_sets["target_test"]))
     assert not torch.allclose(f_train, _pooled_features(base_setup.model, base_setup.source_train, 8))  # DAPT moved it
     expected = linear_probe(f_train, setup.source_train.labels, f_test, setup.eval_sets["target_test"].labels)
@@ -155,7 +162,7 @@ def test_dapt_with_ewc_adds_the_penalty_from_general_text(world, tmp_path):
 
 def test_text_tasks_fail_early_on_bad_input(world, tmp_path):
     from domainadapt.text.dictd import DictdNotFoundError
-    from domainadapt.text.tasks import TextTaskError
+    from domainadapt.text.sources import TextTaskError
 
     with pytest.raises(TextTaskError, match="text backbone"):
         check_inputs(mlm_config(world, backbone="digits_cnn"))
@@ -209,3 +216,33 @@ def test_dapt_script_says_what_is_missing(tmp_path):
     assert done.returncode == 2 and "Traceback" not in done.stderr
     for package in ("dict-foldoc", "dict-jargon", "dict-gcide"):
         assert f"apt-get install {package}" in done.stderr
+
+
+def test_the_text_task_fisher_equals_a_per_example_loop_through_the_shared_diagonal_fisher(world):
+    """DAPT+EWC's Fisher: the masked-LM task supplies held-out general blocks and their NLL; the ONE diagonal_fisher
+    (through the ewc regularizer, as a run builds it) equals squared per-block gradients averaged by hand."""
+    from domainadapt.regularizers import RegularizerContext, build_regularizers
+    from domainadapt.regularizers.fisher import sample_indices
+    from domainadapt.text.mlm import masked_lm_loss
+
+    setup = build_setup(mlm_config(world), None)
+    model, data = setup.model, setup.fisher.data
+    penalty = build_regularizers({"ewc": {"lam": 1.0, "samples": 5}}, model,
+                                 RegularizerContext(previous=None, fisher=setup.fisher))["ewc"]
+    fisher = penalty.fisher()
+    index = sample_indices(len(data), 5, torch.Generator().manual_seed(0))  # the Fisher's own seeded choice
+    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    by_hand = {n: torch.zeros_like(p, dtype=torch.float64) for n, p in params.items()}
+    model.eval()
+    for i in index:
+        x, labels = data.get_batch(i.view(1))
+        loss = masked_lm_loss(model, x["input_ids"], x["attention_mask"], labels)
+        for (n, p), g in zip(params.items(), torch.autograd.grad(loss, list(params.values()), allow_unused=True)):
+            if g is not None:
+                by_hand[n] += g.double().square()
+    assert set(fisher) == set(params) and len(index) == 5
+    for n in params:
+        torch.testing.assert_close(fisher[n], (by_hand[n] / 5).float(), atol=1e-6, rtol=1e-5)
+    assert sum(float(f.sum()) for f in fisher.values()) > 0
+    with pytest.raises(ValueError, match="supports kind \\['empirical'\\], not 'true'"):
+        build_regularizers({"ewc": {"kind": "true"}}, model, RegularizerContext(previous=None, fisher=setup.fisher))

@@ -82,7 +82,7 @@ def test_grad_clip_bounds_the_update(toy, tmp_path):
     run(cfg, tmp_path / "clip")
     from domainadapt.methods import MethodContext, build_method
     from domainadapt.models import build_model
-    from domainadapt.train.seeding import seed_everything
+    from domainadapt.seeding import seed_everything
 
     seed_everything(0)
     fresh = build_model("digits_cnn", 10, 16)
@@ -198,7 +198,7 @@ def test_two_process_ddp_matches_one_process(toy, tmp_path):
 def test_load_trained_model_reproduces_the_reported_accuracy(toy, tmp_path):
     from domainadapt.data import load_splits
     from domainadapt.runs import load_trained_model
-    from domainadapt.train import evaluate
+    from domainadapt.inference import evaluate
 
     result = run(_config(toy, steps=30), tmp_path / "run")
     model, config = load_trained_model(tmp_path / "run")

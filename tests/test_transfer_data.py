@@ -8,10 +8,10 @@ import torch
 
 from domainadapt.data import DomainError, load_domain, load_splits
 from domainadapt.data.registry import is_domain_name
-from domainadapt.tasks import per_class_subset
+from domainadapt.tasks.image_classification import per_class_subset
 from domainadapt.train import TrainConfig
 from domainadapt.train.config import ConfigError
-from domainadapt.train.trainer import macro_f1
+from domainadapt.inference import macro_f1
 
 
 def test_shuffled_domain_keeps_images_and_label_counts_but_not_the_pairing():

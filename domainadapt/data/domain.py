@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from ..io import atomic_write
+
 DIGIT_CLASSES: tuple[str, ...] = tuple("0123456789")
 
 
@@ -137,8 +139,6 @@ class DigitDomain(Dataset):
 
 def atomic_torch_save(obj: object, path: Path) -> None:
     """torch.save to a temp file in the target folder, then os.replace (atomic on POSIX and Windows)."""
-    from ..io import atomic_write
-
     atomic_write(path, lambda f: torch.save(obj, f))
 
 

@@ -15,6 +15,7 @@ from typing import Protocol
 
 import torch
 
+from . import files
 from .domain import DigitDomain, DomainError
 from .splits import stratified_split
 
@@ -110,8 +111,6 @@ def load_domain(
         order = torch.randperm(len(inner), generator=torch.Generator().manual_seed(SHUFFLE_SEED))
         return DigitDomain(name=name, images=inner.images, labels=inner.labels[order].clone(), classes=inner.classes)
     if name.startswith(FILE_PREFIX) or name.startswith(FOLDER_PREFIX):
-        from . import files
-
         if name.startswith(FILE_PREFIX):
             return files.load_file_domain(name[len(FILE_PREFIX) :], image_size=image_size)
         return files.load_folder_domain(name[len(FOLDER_PREFIX) :], image_size=image_size)

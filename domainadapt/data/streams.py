@@ -15,6 +15,8 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
+from ..seeding import seed_worker
+
 
 def fetch_batch(dataset: Dataset, index: torch.Tensor) -> Any:
     """Rows `index` of a dataset: one gather through `get_batch` where the dataset has it (the in-memory
@@ -87,8 +89,6 @@ class InfiniteBatchStream:
         return clone
 
     def _start_read_ahead(self) -> None:
-        from ..train.seeding import seed_worker
-
         loader = DataLoader(
             self.dataset,
             batch_sampler=_IndexSampler(self._clone_position()),

@@ -28,9 +28,5 @@ class SubsetSizeError(DivergenceInputError):
     """KID's subset size exceeds the number of rows of a feature set."""
 
 
-class UnknownLayerError(DivergenceInputError):
-    """A requested layer name is not a submodule of the model."""
-
-
 class WeightsNotFoundError(FileNotFoundError):
     """The FID Inception weights file is missing."""

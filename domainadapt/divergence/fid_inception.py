@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from torchvision.models import inception_v3
 from torchvision.models.inception import InceptionA, InceptionC, InceptionE
 
-from ._batches import batch_inputs, iter_batches
+from ..inference import run_loop
 from .errors import FeatureDimensionError, WeightsNotFoundError
 from .frechet import frechet_distance, frechet_distance_from_features
 from .stats import FeatureStats
@@ -196,8 +196,7 @@ def load_fid_inception(
     return model.to(device).eval()
 
 
-def _prepare_images(batch: Any) -> Tensor:
-    x = batch_inputs(batch)
+def _prepare_images(x: Any) -> Tensor:
     if not isinstance(x, Tensor):
         raise TypeError(f"expected a batch of image tensors; got {type(x).__name__}")
     if x.ndim != 4 or x.shape[1] not in (1, 3):
@@ -245,13 +244,9 @@ def inception_features(
     iterable/DataLoader of such batches or of (images, labels) tuples.
     """
     model, dev = _resolve_model(model, weights_path, allow_download, device)
-    out = []
-    with torch.no_grad():
-        for batch in iter_batches(images, batch_size):
-            out.append(model(_prepare_images(batch).to(dev)).float().cpu())
-    if not out:
-        raise ValueError("images yielded no batches")
-    return torch.cat(out)
+    stats, features = run_loop(model, images, _InceptionPass(stats=False, keep_rows=None), device=dev,
+                               batch_size=batch_size)
+    return features.float()
 
 
 def inception_stats(
@@ -265,11 +260,7 @@ def inception_stats(
 ) -> FeatureStats:
     """Streaming float64 mean/covariance of the FID features (does not keep the features)."""
     model, dev = _resolve_model(model, weights_path, allow_download, device)
-    stats = FeatureStats()
-    with torch.no_grad():
-        for batch in iter_batches(images, batch_size):
-            stats.update(model(_prepare_images(batch).to(dev)))
-    return stats
+    return run_loop(model, images, _InceptionPass(stats=True, keep_rows=0), device=dev, batch_size=batch_size)[0]
 
 
 @dataclass
@@ -284,20 +275,38 @@ class FIDResult:
 _KEEP_ROWS = 2048  # up to this many rows per set, features are also kept for the exact n < d route
 
 
+class _InceptionPass:
+    """The measure of `inception_features` / `inception_stats` / FID for `run_loop`: pool features of each batch
+    into streaming statistics (`stats`) and/or kept as float64 rows (`keep_rows`: None keeps all, 0 none, k
+    keeps them while there are at most k, for the exact n < d route)."""
+
+    def __init__(self, *, stats: bool, keep_rows: int | None) -> None:
+        self.stats = FeatureStats() if stats else None
+        self.keep_rows = keep_rows
+        self.kept: list[Tensor] | None = [] if keep_rows != 0 else None
+        self.n_kept = 0
+
+    def forward(self, model: nn.Module, x: Any, y: Any) -> Tensor:
+        return model(_prepare_images(x))
+
+    def accumulate(self, f: Tensor, y: Any, index: Tensor | None) -> None:
+        if self.stats is not None:
+            self.stats.update(f)
+        if self.kept is not None:
+            self.kept.append(f.double().cpu())
+            self.n_kept += f.shape[0]
+            if self.keep_rows is not None and self.n_kept > self.keep_rows:
+                self.kept = None
+
+    def compute(self, dist: Any, device: torch.device) -> tuple[FeatureStats | None, Tensor | None]:
+        empty = self.stats.n == 0 if self.stats is not None else not self.kept
+        if empty:
+            raise ValueError("images yielded no batches")
+        return self.stats, (torch.cat(self.kept) if self.kept else None)
+
+
 def _stats_and_features(images: Any, model: FIDInceptionV3, batch_size: int, dev: torch.device) -> tuple[FeatureStats, Tensor | None]:
-    stats, kept, n_kept = FeatureStats(), [], 0
-    with torch.no_grad():
-        for batch in iter_batches(images, batch_size):
-            f = model(_prepare_images(batch).to(dev))
-            stats.update(f)
-            if kept is not None:
-                kept.append(f.double().cpu())
-                n_kept += f.shape[0]
-                if n_kept > _KEEP_ROWS:
-                    kept = None
-    if stats.n == 0:
-        raise ValueError("images yielded no batches")
-    return stats, (torch.cat(kept) if kept else None)
+    return run_loop(model, images, _InceptionPass(stats=True, keep_rows=_KEEP_ROWS), device=dev, batch_size=batch_size)
 
 
 def fid(

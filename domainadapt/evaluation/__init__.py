@@ -1,4 +1,4 @@
-"""Evaluation: seed statistics (and, in later modules, forgetting and negative-transfer measures)."""
+"""Evaluation: seed statistics, forgetting, negative transfer, linear probes, diagnostics of a transferred model."""
 
 from .forgetting import average_accuracy, backward_transfer, forgetting
 from .stats import mean_std, t_interval
@@ -20,3 +20,7 @@ __all__ += ["TransferGap", "negative_transfer_gap", "negative_transfer_table"]
 from .linear_probe import LinearProbeError, ProbeResult, linear_probe, paired_bootstrap_difference
 
 __all__ += ["LinearProbeError", "ProbeResult", "linear_probe", "paired_bootstrap_difference"]
+
+from .subject_probe import pooled_features, subject_probe
+
+__all__ += ["pooled_features", "subject_probe"]

@@ -1,6 +1,6 @@
 """Importance-weighted source training: cross-entropy of each source example weighted by w(x) = p_T(x)/p_S(x)
 (covariate-shift correction, Shimodaira 2000; weights from a domain classifier as in Bickel et al. 2007, ICML,
-sec. 2; see domainadapt.importance for the estimator and its references).
+sec. 2; `domainadapt.importance` holds the estimator, the domain-label convention and the ratio formula).
 
 How the weights reach the loss: the method owns a domain classifier (logistic regression by default, an MLP
 with `hidden`) and trains it on the fly on the step's DETACHED features, f_s (label 1 = source, as in the
@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..importance import ratio_from_source_logit
 from .base import Method, MethodContext, StepOutput
 from .discriminator import DomainDiscriminator, domain_labels
 from .registry import MethodError, register_method
@@ -47,7 +48,7 @@ class ImportanceWeighted(Method):
         """Clipped, self-normalised (mean 1) importance weights of source features, no gradient."""
         with torch.no_grad():
             logit = self.discriminator(f_s.detach()).float()  # log P(S|x)/P(T|x)
-            w = (len(f_s) / n_target) * torch.exp(-logit)
+            w = ratio_from_source_logit(logit, len(f_s) / n_target)
             if self.clip is not None:
                 w = w.clamp(max=self.clip)
             return w * (len(w) / w.sum().clamp_min(1e-12))

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..text.mlm import masked_lm_loss
 from .base import Method
 from .registry import register_method
 
@@ -27,8 +28,6 @@ class MaskedLM(Method):
 
     def compute_losses(self, model: nn.Module, x_s: Any, y_s: torch.Tensor | None, x_t: Any,
                        y_t: torch.Tensor | None, progress: float, step: int) -> dict[str, torch.Tensor]:
-        from ..text.mlm import masked_lm_loss
-
         if not isinstance(x_t, dict) or "labels" not in x_t:
             raise TypeError("masked_lm needs masked-LM batches (dicts with input_ids, attention_mask, labels): "
                             "run it with task='masked_lm'")

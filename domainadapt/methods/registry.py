@@ -3,16 +3,14 @@ one file with `@register_method` and nothing else to edit."""
 
 from __future__ import annotations
 
-import importlib
 import inspect
-import pkgutil
 from typing import Any
 
+from ..plugins import discover
 from .base import Method, MethodContext
 
 _REGISTRY: dict[str, type[Method]] = {}
-_NOT_METHOD_MODULES = {"base", "registry", "grl", "discriminator", "ewc", "l2sp"}
-_discovered = False
+_NOT_METHOD_MODULES = frozenset({"base", "registry", "grl", "discriminator"})
 
 
 class MethodError(ValueError):
@@ -30,14 +28,7 @@ def register_method(cls: type[Method]) -> type[Method]:
 
 
 def _discover() -> None:
-    global _discovered
-    if _discovered:
-        return
-    package = importlib.import_module(__package__)
-    for info in pkgutil.iter_modules(package.__path__):
-        if info.name not in _NOT_METHOD_MODULES and not info.name.startswith("_"):
-            importlib.import_module(f"{__package__}.{info.name}")
-    _discovered = True
+    discover(__package__, skip=_NOT_METHOD_MODULES)
 
 
 def available_methods() -> list[str]:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .registry import register_backbone
+
 
 def _conv_out(size: int) -> int:
     size = (size - 4) // 2  # conv 5×5 (no padding) + max-pool 2
@@ -36,3 +38,9 @@ class DigitsCNN(nn.Module):
         x = self.pool(self.act(self.bn1(self.conv1(x))))
         x = self.pool(self.act(self.bn2(self.conv2(x))))
         return torch.flatten(x, 1)
+
+
+@register_backbone("digits_cnn", head_hidden=(100, 100))
+def digits_cnn(image_size: int, in_channels: int = 3, batch_norm: bool = False) -> DigitsCNN:
+    """The CNN of Ganin et al. 2016 (conv32-conv48), with their fc100-fc100 label head."""
+    return DigitsCNN(image_size=image_size, in_channels=in_channels, batch_norm=batch_norm)

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from .classifier import mlp_layers
+from .registry import register_backbone
 
 
 class MLPBackbone(nn.Module):
@@ -20,3 +21,9 @@ class MLPBackbone(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+
+@register_backbone("mlp")
+def mlp(image_size: int, hidden: Sequence[int] = (400, 400), dropout: float = 0.0) -> MLPBackbone:
+    """Fully connected layers on the flattened 3×S×S image (permuted-MNIST's network), a linear head."""
+    return MLPBackbone(in_features=3 * image_size * image_size, hidden=hidden, dropout=dropout)

@@ -6,6 +6,8 @@ import torch
 import torchvision
 from torch import nn
 
+from .registry import register_backbone
+
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -31,3 +33,15 @@ class ResNetBackbone(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net((x - self.mean) / self.std)
+
+
+def _register(arch: str) -> None:
+    def build(image_size: int, weights: str | None = None) -> ResNetBackbone:
+        return ResNetBackbone(arch=arch, weights=weights)
+
+    build.__doc__ = f"torchvision {arch} (ImageNet-normalised inside; weights=DEFAULT for pretrained), a linear head."
+    register_backbone(arch)(build)
+
+
+for _arch in ("resnet18", "resnet34", "resnet50", "resnet101"):
+    _register(_arch)

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from ..train.config import TrainConfig
+
 
 def format_mean_std(mean: float, std: float, n: int, digits: int = 1) -> str:
     std_text = "–" if np.isnan(std) else f"{std:.{digits}f}"
@@ -40,8 +42,7 @@ def summary_table(
 
 
 def _check_only_seeds_differ(frame: pd.DataFrame, keys: list[str], metric: str) -> None:
-    ignore = set(keys) | {"seed", "run_dir", "steps_done", "train_seconds", "config_hash", "device", "progress",
-                          "eval_every", "checkpoint_every", "log_every", "eval_batch_size", "num_workers"}
+    ignore = set(keys) | {"seed", "run_dir", "steps_done", "train_seconds", "config_hash"} | TrainConfig.execution_fields()
     config_cols = [c for c in frame.columns if c not in ignore and "/" not in c]
     for key, group in frame.groupby(keys, sort=False):
         for c in config_cols:

@@ -2,7 +2,8 @@
 
 dictd     offline corpora from Debian's dictd dictionaries (FOLDOC, Jargon, GCIDE)
 corpora   corpus specs -> datasets.Dataset, the FOLDOC subject task, MLM blocks and collator
-mlm       masked-LM loss at the masked positions only, held-out MLM loss, model loading (MiniLM)
+mlm       masked-LM loss at the masked positions only, masked blocks, model loading (MiniLM)
+sources   corpus specs, the held-out policy, the FOLDOC subject task, labelled token rows
 vocab     top-k unigram vocabulary overlap between corpora (the paper's Figure 2)
 
 Names are loaded from their submodule on first use, so importing this package stays cheap (no torch).
@@ -17,14 +18,14 @@ _EXPORTS = {
               "read_dictd"),
     "corpora": ("CorpusError", "SubjectTask", "entries_dataset", "exclude_headwords", "foldoc_subject_task",
                 "group_texts", "load_text", "mlm_collator", "subject_counts", "tokenize_corpus"),
-    "mlm": ("MiniLMNotInstalledError", "lm_head", "load_masked_lm", "masked_lm_loss", "minilm_path", "mlm_eval_loss"),
+    "mlm": ("MiniLMNotInstalledError", "lm_head", "load_masked_lm", "masked_lm_loss", "minilm_path"),
     "vocab": ("overlap_long", "top_unigrams", "unigram_counts", "vocab_overlap"),
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = ["CorpusError", "DictEntry", "DictdError", "DictdFormatError", "DictdNotFoundError",
     "MiniLMNotInstalledError", "SubjectTask", "dictd_path", "entries_dataset", "exclude_headwords",
     "foldoc_subject_task", "group_texts", "iter_dictd", "lm_head", "load_masked_lm", "load_text",
-    "masked_lm_loss", "minilm_path", "mlm_collator", "mlm_eval_loss", "overlap_long", "read_dictd",
+    "masked_lm_loss", "minilm_path", "mlm_collator", "overlap_long", "read_dictd",
     "subject_counts", "tokenize_corpus", "top_unigrams", "unigram_counts", "vocab_overlap"]
 
 

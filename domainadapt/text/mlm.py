@@ -9,7 +9,6 @@ the FLOPs of a small encoder's step. The loss is the MLM objective that DAPT / T
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 import os
 import warnings
@@ -137,57 +136,6 @@ class FixedMaskedBlocks:
     def get_batch(self, index: Tensor) -> tuple[dict[str, Tensor], Tensor]:
         ids = self.input_ids[index]
         return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}, self.labels[index]
-
-
-@torch.no_grad()
-def evaluate_masked_lm(model: nn.Module, dataset: FixedMaskedBlocks, *, device: torch.device, batch_size: int = 64,
-                       dist_ctx=None, autocast_dtype: torch.dtype | None = None,
-                       channels_last: bool = False) -> dict[str, float]:
-    """Held-out masked-LM loss (mean cross-entropy over the masked tokens, not over batches) and its perplexity;
-    rows sharded over ranks, sums all-reduced. The trainer's evaluator for task="masked_lm"."""
-    import math
-
-    from ..train.distributed import DistContext
-    from ..train.trainer import _autocast, set_train_mode
-
-    dist_ctx = dist_ctx or DistContext()
-    was_training = model.training
-    model.eval()
-    index = torch.arange(dist_ctx.rank, len(dataset), dist_ctx.world_size)
-    totals = torch.zeros(2, dtype=torch.float64, device=device)  # loss sum, masked tokens
-    for start in range(0, len(index), batch_size):
-        x, labels = dataset.get_batch(index[start : start + batch_size])
-        x, labels = {k: v.to(device) for k, v in x.items()}, labels.to(device)
-        with _autocast(device, autocast_dtype):
-            loss = masked_lm_loss(model, x["input_ids"], x["attention_mask"], labels, reduction="sum")
-        totals[0] += loss.double()
-        totals[1] += (labels != IGNORE_INDEX).sum()
-    dist_ctx.all_reduce_sum(totals)
-    if was_training:
-        set_train_mode(model)
-    mean = float(totals[0] / totals[1])
-    return {"mlm_loss": mean, "perplexity": math.exp(min(mean, 50.0))}
-
-
-def mlm_eval_loss(model: nn.Module, dataset, collator, batch_size: int = 32, seed: int = 0) -> float:
-    """Held-out masked-LM loss of a tokenized dataset (`corpora.tokenize_corpus` blocks): the blocks masked once
-    by a copy of `collator` seeded with `seed` (transformers >= 5; the global RNG is untouched), then scored by
-    `evaluate_masked_lm`. The same model gets the same number on every call; its train/eval mode is restored."""
-    if len(dataset) == 0:
-        raise ValueError("mlm_eval_loss: the dataset is empty")
-    if dataclasses.is_dataclass(collator) and any(f.name == "seed" for f in dataclasses.fields(collator)):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the whole-word notice, already shown for the original
-            blocks = FixedMaskedBlocks(block_rows(dataset), dataclasses.replace(collator, seed=seed))
-    else:  # transformers 4.x: collators draw from the global RNG
-        rng_state = torch.random.get_rng_state()
-        torch.manual_seed(seed)
-        try:
-            blocks = FixedMaskedBlocks(block_rows(dataset), collator)
-        finally:
-            torch.random.set_rng_state(rng_state)
-    device = next(model.parameters()).device
-    return evaluate_masked_lm(model, blocks, device=device, batch_size=batch_size)["mlm_loss"]
 
 
 def minilm_path() -> Path:

@@ -1,9 +1,9 @@
-"""The shared trainer and what it needs: config, schedules, seeding, checkpoints, DDP, logging."""
+"""The shared trainer and what it needs: config, schedules, checkpoints, parameter groups, unfreezing, logging."""
 
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import ConfigError, TrainConfig
 from .schedules import dann_annealing, lr_factor
-from .trainer import StepModule, Trainer, evaluate
+from .trainer import StepModule, Trainer
 
 __all__ = [
     "CheckpointError",
@@ -12,7 +12,6 @@ __all__ = [
     "TrainConfig",
     "Trainer",
     "dann_annealing",
-    "evaluate",
     "load_checkpoint",
     "lr_factor",
     "save_checkpoint",

@@ -45,3 +45,12 @@ def load_checkpoint(path: str | Path, expected_hash: str | None = None) -> dict[
             f"{expected_hash}); use a fresh output directory or the config that wrote it"
         )
     return state
+
+
+def load_model_weights(model: torch.nn.Module, state: dict[str, Any], where: Any, prefix: str = "model.") -> None:
+    """Load the `prefix` entries of a checkpoint's modules into `model` (a clear error when they do not fit)."""
+    weights = {k[len(prefix) :]: v for k, v in state["modules"].items() if k.startswith(prefix)}
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as err:
+        raise CheckpointError(f"the model of {where} does not fit this run's model: {err}") from None

@@ -14,8 +14,14 @@ from .schedules import SCHEDULES
 AMP_MODES = ("none", "bf16", "fp16")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 
-# Fields that change how a run is executed or observed, not what it computes: left out of the run key.
-_NOT_IN_KEY = frozenset({"device", "progress", "checkpoint_every", "eval_every", "log_every", "eval_batch_size", "num_workers"})
+
+def _field(default: Any = None, doc: str = "", *, key: bool = True, choices: tuple[str, ...] | None = None,
+           factory: Any = None) -> Any:
+    """A config field with its help text, whether it names the run (`key`), and its allowed values."""
+    metadata = {"doc": doc, "key": key, "choices": choices}
+    if factory is not None:
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 class ConfigError(ValueError):
@@ -24,53 +30,63 @@ class ConfigError(ValueError):
 
 @dataclass
 class TrainConfig:
+    """The CLI's `train` flags are made from these fields (`--field-name`, help = doc); fields with key=False change
+    how a run is executed or observed, not what it computes, and are left out of the run key."""
+
     # what
-    task: str = "image_classification"  # or "masked_lm", "text_classification" (domainadapt.tasks)
-    task_kwargs: dict[str, Any] = field(default_factory=dict)
-    method: str = "source_only"
-    method_kwargs: dict[str, Any] = field(default_factory=dict)
-    source: str = "mnist"
-    target: str = "mnist_m"
-    backbone: str = "digits_cnn"
-    backbone_kwargs: dict[str, Any] = field(default_factory=dict)
-    image_size: int = 32
-    data_root: str | None = None
-    test_fraction: float = 0.2
-    split_seed: int = 0
-    target_per_class: int | None = None  # labelled target examples per class kept for training (None: all)
-    init_from: str | None = None  # a run directory or checkpoint whose model weights start this run (fine-tuning)
-    regularizers: dict[str, dict[str, Any]] = field(default_factory=dict)  # e.g. {"ewc": {"lam": 100.0}}
-    extra_eval: list[str] = field(default_factory=list)  # more domains evaluated on their test split
-    freeze: list[str] = field(default_factory=list)  # fnmatch patterns of model parameter names kept fixed
+    task: str = _field("image_classification", "what the run trains (`domainadapt tasks`)")
+    task_kwargs: dict[str, Any] = _field(doc="the task's options (its Options dataclass)", factory=dict)
+    method: str = _field("source_only", "adaptation method (`domainadapt methods`)")
+    method_kwargs: dict[str, Any] = _field(doc="the method's options", factory=dict)
+    source: str = _field("mnist", "source domain (`domainadapt domains`)")
+    target: str = _field("mnist_m", "target domain (a corpus spec for task masked_lm)")
+    backbone: str = _field("digits_cnn", "backbone (`domainadapt backbones`; a text task also takes a Hugging Face "
+                           "folder or hub name)")
+    backbone_kwargs: dict[str, Any] = _field(doc="backbone options, e.g. batch_norm=true", factory=dict)
+    image_size: int = _field(32, "image side in pixels")
+    data_root: str | None = _field(None, "folder with torchvision datasets (full MNIST, USPS, SVHN)")
+    test_fraction: float = _field(0.2, "share of each domain held out as its test split")
+    split_seed: int = _field(0, "seed of the train/test splits")
+    target_per_class: int | None = _field(None, "labelled target examples per class kept for training (None: all)")
+    init_from: str | None = _field(None, "a finished run directory or checkpoint whose model weights start this run")
+    regularizers: dict[str, dict[str, Any]] = _field(doc='penalties added to any method, e.g. {"ewc": {"lam": 100}} '
+                                                     "(`domainadapt regularizers`)", factory=dict)
+    extra_eval: list[str] = _field(doc="more domains evaluated on their test split", factory=list)
+    freeze: list[str] = _field(doc="fnmatch patterns of model parameter names kept fixed", factory=list)
     # transfer strategies (domainadapt.strategies; ULMFiT sec. 3.2): per-parameter learning rates, gradual unfreezing
-    lr_mults: dict[str, float] = field(default_factory=dict)  # fnmatch pattern of model parameter name -> lr multiplier
-    layer_lr_decay: float | None = None  # lr of the block at depth d from the top = lr * decay**d (ULMFiT: 1/2.6)
-    unfreeze_every: int = 0  # gradual unfreezing: head first, one more backbone block every N steps (0: off)
+    lr_mults: dict[str, float] = _field(doc="fnmatch pattern of a parameter name -> lr multiplier", factory=dict)
+    layer_lr_decay: float | None = _field(None, "lr of the block at depth d from the top = lr * decay**d (ULMFiT: 1/2.6)")
+    unfreeze_every: int = _field(0, "gradual unfreezing: head first, one more backbone block every N steps (0: off)")
     # how
-    steps: int = 1000
-    batch_size: int = 64  # per domain, per optimizer step, all ranks and accumulation micro-steps together
-    grad_accum: int = 1
-    optimizer: str = "sgd"
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    schedule: str = "constant"
-    schedule_kwargs: dict[str, float] = field(default_factory=dict)
-    warmup_steps: int = 0
-    grad_clip: float | None = None
-    amp: str = "none"
-    channels_last: bool = False
-    sync_batchnorm: bool = True  # under DDP on CUDA: BatchNorm statistics over all processes
-    seed: int = 0
-    deterministic: bool = False
+    steps: int = _field(1000, "optimizer steps")
+    batch_size: int = _field(64, "per domain, per optimizer step, all processes and accumulation micro-steps together")
+    grad_accum: int = _field(1, "micro-steps per optimizer step")
+    optimizer: str = _field("sgd", "optimizer", choices=OPTIMIZERS)
+    lr: float = _field(0.01, "base learning rate")
+    momentum: float = _field(0.9, "SGD momentum")
+    weight_decay: float = _field(5e-4, "weight decay")
+    schedule: str = _field("constant", "learning-rate schedule", choices=SCHEDULES)
+    schedule_kwargs: dict[str, float] = _field(doc="schedule options, e.g. alpha=10 for dann", factory=dict)
+    warmup_steps: int = _field(0, "linear learning-rate warm-up steps")
+    grad_clip: float | None = _field(None, "clip the gradient norm to this value")
+    amp: str = _field("none", "automatic mixed precision", choices=AMP_MODES)
+    channels_last: bool = _field(False, "channels_last memory format for CNNs")
+    sync_batchnorm: bool = _field(True, "under DDP on CUDA: BatchNorm statistics over all processes")
+    seed: int = _field(0, "seed of the initialisation, the batch order and every random draw")
+    deterministic: bool = _field(False, "deterministic kernels (bitwise-repeatable CPU runs)")
     # execution / observation (not part of the run key)
-    device: str = "auto"
-    eval_every: int = 0  # 0: evaluate at the end only
-    checkpoint_every: int = 0  # 0: checkpoint at the end only
-    log_every: int = 50
-    eval_batch_size: int = 500
-    num_workers: int = 0  # DataLoader workers reading batches ahead (0: read in the training process)
-    progress: bool = True
+    device: str = _field("auto", "auto, cpu, cuda, cuda:1, mps", key=False)
+    eval_every: int = _field(0, "evaluate every N steps (0: at the end only)", key=False)
+    checkpoint_every: int = _field(0, "checkpoint every N steps (0: at the end only)", key=False)
+    log_every: int = _field(50, "log the training losses every N steps", key=False)
+    eval_batch_size: int = _field(500, "rows per evaluation batch", key=False)
+    num_workers: int = _field(0, "DataLoader workers reading batches ahead (0: read in the training process)", key=False)
+    progress: bool = _field(True, "show a progress bar", key=False)
+
+    @classmethod
+    def execution_fields(cls) -> frozenset[str]:
+        """Fields that change how a run is executed or observed, not what it computes: not in the run key."""
+        return frozenset(f.name for f in dataclasses.fields(cls) if not f.metadata.get("key", True))
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
@@ -87,7 +103,8 @@ class TrainConfig:
         """The fields that name the run: those that change what it computes and differ from their defaults
         (so adding a field with a default later leaves every existing run's key, and its results, valid)."""
         defaults = TrainConfig().to_dict()
-        return {k: v for k, v in self.to_dict().items() if k not in _NOT_IN_KEY and v != defaults[k]}
+        skip = self.execution_fields()
+        return {k: v for k, v in self.to_dict().items() if k not in skip and v != defaults[k]}
 
     def config_hash(self) -> str:
         blob = json.dumps(self.key_dict(), sort_keys=True, default=str).encode()

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,14 +24,17 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset
 
-from ..data.streams import InfiniteBatchStream, fetch_batch
+from ..data.streams import InfiniteBatchStream
+from ..distributed import DistContext, resolve_device
+from ..inference import ClassifierMetrics, Measure, autocast, run_loop, to_device
 from ..methods.base import Method
+from ..seeding import get_rng_state, set_rng_state
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
-from .distributed import DistContext, resolve_device
 from .logging import MetricsLogger
+from .param_groups import build_optimizer, build_param_groups
 from .schedules import lr_factor
-from .seeding import get_rng_state, set_rng_state
+from .unfreezing import GradualUnfreezing
 
 
 class StepModule(nn.Module):
@@ -72,117 +75,6 @@ def set_train_mode(module: nn.Module) -> None:
                 m.eval()
 
 
-def build_param_groups(
-    model: nn.Module,
-    method: Method,
-    lr: float,
-    *,
-    lr_mults: dict[str, float] | None = None,
-    layer_lr_decay: float | None = None,
-) -> list[dict[str, Any]]:
-    """Model parameters at `lr`; the method's own modules at `lr × method.lr_mult` (default 1).
-
-    With `lr_mults` / `layer_lr_decay` (discriminative fine-tuning, see domainadapt.strategies) the model's
-    parameters split into one group per distinct lr, ordered bottom → top, named "model" / "model@<mult>".
-    Parameters frozen now (requires_grad False: config.freeze) are left out; those that gradual unfreezing
-    freezes later are in from the start (SGD/Adam skip a parameter whose grad is None)."""
-    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    if lr_mults or layer_lr_decay is not None:
-        from ..strategies import group_by_lr_mult, param_lr_multipliers
-
-        groups = group_by_lr_mult(trainable, param_lr_multipliers(model, lr_mults, layer_lr_decay), lr)
-    else:
-        groups = []
-    if not groups:
-        groups = [{"name": "model", "params": [p for _, p in trainable], "lr": lr}]
-    method_params = [p for p in method.parameters() if p.requires_grad]
-    if method_params:
-        groups.append({"name": "method", "params": method_params, "lr": lr * float(getattr(method, "lr_mult", 1.0))})
-    return groups
-
-
-def build_optimizer(config: TrainConfig, groups: list[dict[str, Any]]) -> torch.optim.Optimizer:
-    if config.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
-    if config.optimizer == "adam":
-        return torch.optim.Adam(groups, lr=config.lr, weight_decay=config.weight_decay)
-    return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
-
-
-@torch.no_grad()
-def evaluate(
-    model: nn.Module,
-    dataset: Dataset,
-    *,
-    device: torch.device,
-    batch_size: int = 500,
-    dist_ctx: DistContext | None = None,
-    autocast_dtype: torch.dtype | None = None,
-    channels_last: bool = False,
-) -> dict[str, float]:
-    """Accuracy, macro-F1 and mean cross-entropy of a classifier; rows are sharded over ranks and the confusion
-    counts all-reduced. Inputs may be image tensors or dicts of token tensors (`model(x)` takes either)."""
-    dist_ctx = dist_ctx or DistContext()
-    was_training = model.training
-    model.eval()
-    index = torch.arange(dist_ctx.rank, len(dataset), dist_ctx.world_size)  # type: ignore[arg-type]
-    loss_sum = torch.zeros(1, dtype=torch.float64, device=device)
-    confusion: torch.Tensor | None = None  # [true, predicted] counts
-    for start in range(0, len(index), batch_size):
-        chunk = index[start : start + batch_size]
-        x, y = fetch_batch(dataset, chunk)
-        x, y = to_device(x, device, channels_last), y.to(device, non_blocking=True)
-        with _autocast(device, autocast_dtype):
-            logits = model(x)
-        logits = logits.float()
-        if confusion is None:
-            confusion = torch.zeros(logits.shape[1], logits.shape[1], dtype=torch.float64, device=device)
-        pairs = y * logits.shape[1] + logits.argmax(1)
-        confusion += torch.bincount(pairs, minlength=confusion.numel()).view_as(confusion)
-        loss_sum += nn.functional.cross_entropy(logits, y, reduction="sum")
-    if confusion is None:  # this rank got no rows; the others' counts still arrive through the all-reduce
-        classes = int(getattr(model, "num_classes", 1))
-        confusion = torch.zeros(classes, classes, dtype=torch.float64, device=device)
-    dist_ctx.all_reduce_sum(confusion)
-    dist_ctx.all_reduce_sum(loss_sum)
-    if was_training:
-        set_train_mode(model)
-    count = float(confusion.sum())
-    return {"acc": float(confusion.diagonal().sum()) / count, "macro_f1": macro_f1(confusion),
-            "loss": float(loss_sum) / count}
-
-
-def macro_f1(confusion: torch.Tensor) -> float:
-    """Mean over classes present (as truth or prediction) of 2TP / (2TP + FP + FN), as scikit-learn's
-    f1_score(average="macro") with zero_division=0 over the labels that occur."""
-    tp = confusion.diagonal()
-    support = confusion.sum(1) + confusion.sum(0)  # = 2TP + FP + FN
-    present = support > 0
-    return float((2 * tp[present] / support[present]).mean()) if bool(present.any()) else 0.0
-
-
-def to_device(x: Any, device: torch.device, channels_last: bool = False) -> Any:
-    """Move a batch (tensor, dict of tensors, tuple/list, None) to `device`; pinned + non-blocking on CUDA."""
-    if x is None:
-        return None
-    if isinstance(x, Mapping):
-        return {k: to_device(v, device, channels_last) for k, v in x.items()}
-    if isinstance(x, (tuple, list)):
-        return type(x)(to_device(v, device, channels_last) for v in x)
-    if device.type == "cuda":
-        x = x.pin_memory()
-    x = x.to(device, non_blocking=True)
-    if channels_last and x.dim() == 4:
-        x = x.contiguous(memory_format=torch.channels_last)
-    return x
-
-
-def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
 class Trainer:
     """Train `model` with `method` on a source and a target training set; evaluate on named sets.
 
@@ -202,10 +94,12 @@ class Trainer:
         run_dir: str | Path,
         dist_ctx: DistContext | None = None,
         regularizers: nn.ModuleDict | None = None,
-        evaluator: Callable[..., dict[str, float]] | None = None,
+        measure: Callable[[], Measure] = ClassifierMetrics,
+        model_info: dict[str, int] | None = None,
     ) -> None:
         self.config = config.validate()
-        self.evaluator = evaluator or evaluate  # the task's measure (classifier accuracy, or masked-LM loss)
+        self.measure = measure  # the task's measure of an eval set (classifier metrics, or masked-LM loss)
+        self.model_info = dict(model_info or {})  # what the task needs to rebuild the model (num_classes)
         self.config_hash = config.config_hash()
         self.dist = dist_ctx or DistContext()
         self.device = resolve_device(config.device, self.dist.local_rank)
@@ -276,6 +170,7 @@ class Trainer:
             "loss_sums": {k: v.detach().cpu() for k, v in self._loss_sums.items()},
             "loss_count": self._loss_count,
             "last_train_losses": dict(self.last_train_losses),
+            "model_info": self.model_info,
         }
 
     def save_checkpoint(self) -> None:
@@ -335,8 +230,6 @@ class Trainer:
             return
         schedule = getattr(self, "_unfreezing", None)
         if schedule is None:
-            from ..strategies import GradualUnfreezing
-
             managed = [p for g in self.optimizer.param_groups for p in g["params"]]
             schedule = self._unfreezing = GradualUnfreezing(self.model, self.config.unfreeze_every, managed)
         if schedule.apply(self.step):
@@ -356,7 +249,7 @@ class Trainer:
             if self.dist.enabled and micro < accum - 1:
                 sync = self.engine.no_sync()  # type: ignore[operator]
             with sync:
-                with _autocast(self.device, self.autocast_dtype):
+                with autocast(self.device, self.autocast_dtype):
                     total, losses = self.engine(x_s, y_s, x_t, y_t, progress, self.step)
                 self.scaler.scale(total / accum).backward()
             for name, value in losses.items():
@@ -386,15 +279,9 @@ class Trainer:
     def evaluate_all(self) -> dict[str, float]:
         metrics: dict[str, float] = {}
         for name, dataset in self.eval_sets.items():
-            result = self.evaluator(
-                self.model,
-                dataset,
-                device=self.device,
-                batch_size=self.config.eval_batch_size,
-                dist_ctx=self.dist,
-                autocast_dtype=self.autocast_dtype,
-                channels_last=self.config.channels_last,
-            )
+            result = run_loop(self.model, dataset, self.measure(), device=self.device,
+                              batch_size=self.config.eval_batch_size, dist=self.dist,
+                              autocast_dtype=self.autocast_dtype, channels_last=self.config.channels_last)
             metrics.update({f"{name}/{k}": v for k, v in result.items()})
         return metrics
 

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from domainadapt.divergence import UnknownLayerError, extract_features
+from domainadapt.inference import UnknownLayerError, extract_features
 
 
 class Net(nn.Module):

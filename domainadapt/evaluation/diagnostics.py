@@ -22,6 +22,9 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from ..data.streams import fetch_batch
+from ..inference import Predictions, run_loop
+
 
 def _labels(x: Any, what: str, num_classes: int | None = None) -> np.ndarray:
     arr = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
@@ -52,28 +55,14 @@ def _names(num_classes: int, class_names: Sequence[str] | None) -> list[str]:
     return [str(c) for c in class_names]
 
 
-@torch.no_grad()
 def predict(model: nn.Module, dataset: Dataset, *, batch_size: int = 500,
             device: str | torch.device = "cpu") -> tuple[np.ndarray, np.ndarray]:
-    """(predicted classes, true labels) of every row of `dataset`, in order; the model's train/eval flags are
-    restored afterwards."""
-    from .data.streams import fetch_batch
-
-    n = len(dataset)  # type: ignore[arg-type]
-    if n == 0:
+    """(predicted classes, true labels) of every row of `dataset`, in order (`inference.Predictions`); the
+    model's train/eval flags are restored afterwards."""
+    if len(dataset) == 0:  # type: ignore[arg-type]
         raise ValueError("predict: the dataset is empty")
-    flags = [m.training for m in model.modules()]
-    model.eval()
-    preds, labels = [], []
-    try:
-        for start in range(0, n, batch_size):
-            x, y = fetch_batch(dataset, torch.arange(start, min(start + batch_size, n)))
-            preds.append(model(x.to(device)).argmax(1).cpu())
-            labels.append(torch.as_tensor(y).cpu())
-    finally:
-        for m, flag in zip(model.modules(), flags):
-            m.training = flag
-    return torch.cat(preds).numpy(), torch.cat(labels).numpy()
+    pred, true = run_loop(model, dataset, Predictions(), device=device, batch_size=batch_size)
+    return pred.numpy(), true.numpy()
 
 
 def class_distribution(labels: Any, num_classes: int) -> np.ndarray:
@@ -194,6 +183,4 @@ def _source_labels(dataset: Dataset) -> np.ndarray:
     labels = getattr(dataset, "labels", None)
     if isinstance(labels, torch.Tensor):
         return labels.cpu().numpy()
-    from .data.streams import fetch_batch
-
     return torch.as_tensor(fetch_batch(dataset, torch.arange(len(dataset)))[1]).numpy()  # type: ignore[arg-type]

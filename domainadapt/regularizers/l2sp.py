@@ -8,9 +8,12 @@ shared weights toward their starting point θ⁰ instead, and decays only the la
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from .base import Regularizer, RegularizerContext, RegularizerError, register_regularizer
 
 
 class L2SPError(ValueError):
@@ -84,3 +87,26 @@ class L2SPPenalty(nn.Module):
         zero = torch.zeros((), device=next(iter(params.values())).device) if params else torch.zeros(())
         return 0.5 * self.alpha * (zero if total_shared is None else total_shared) + \
             0.5 * self.beta * (zero if total_new is None else total_new)
+
+
+@dataclass(frozen=True)
+class L2SPOptions:
+    alpha: float = 0.01  # pull of the shared weights toward their starting point
+    beta: float = 0.0  # weight decay of the layers pretraining lacks
+
+
+@register_regularizer
+class L2SP(Regularizer):
+    """L2-SP toward the run's starting weights (every parameter is shared: the new head has no reference)."""
+
+    name = "l2sp"
+    Options = L2SPOptions
+
+    def check(self, options: L2SPOptions) -> None:
+        for key in ("alpha", "beta"):
+            if getattr(options, key) < 0:
+                raise RegularizerError(f"regularizer 'l2sp': {key} must be >= 0, got {getattr(options, key)}")
+
+    def build(self, options: L2SPOptions, model: nn.Module, context: RegularizerContext) -> nn.Module:
+        reference = {k: v.detach().clone() for k, v in model.named_parameters()}
+        return L2SPPenalty(options.alpha, options.beta, reference=reference)

@@ -1,0 +1,88 @@
+"""Typed options: a frozen dataclass per task / regularizer, parsed from the JSON dict a config holds.
+
+`parse_options(Options, {"lam": 100}, where="regularizer 'ewc'")` checks names and types before any work and
+fails with one line naming the field ("regularizer 'ewc' does not take ['lamda']; it takes [...]").
+Field types understood: int, float, bool, str, their `X | None`, tuples/lists of those, dicts, and nested
+option dataclasses (given as dicts). Written here rather than with pydantic to keep errors in the project's
+one-line style and the options plain dataclasses that hash and print like configs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from typing import Any, TypeVar, Union
+
+T = TypeVar("T")
+
+
+class OptionsError(ValueError):
+    """Options that a task or regularizer does not take, or of the wrong type; the message names the field."""
+
+
+def option_names(cls: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+def parse_options(cls: type[T], data: dict[str, Any] | None, *, where: str,
+                  error: type[Exception] = OptionsError, noun: str = "options") -> T:
+    """`cls(**data)` with every name and value checked; `noun` words the unknown-name error (e.g. "task_kwargs")."""
+    data = {} if data is None else data
+    if isinstance(data, cls):
+        return data
+    if not isinstance(data, dict):
+        raise error(f"{where}: {noun} must be a JSON object of named values, got {type(data).__name__}")
+    names = option_names(cls)
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        raise error(f"{where} does not take {noun} {unknown}; it takes {sorted(names)}")
+    hints = typing.get_type_hints(cls)
+    values = {name: _check(hints[name], value, f"{where}: {name}", error) for name, value in data.items()}
+    return cls(**values)
+
+
+def _check(hint: Any, value: Any, where: str, error: type[Exception]) -> Any:
+    origin = typing.get_origin(hint)
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(hint)
+        if value is None and type(None) in args:
+            return None
+        last: Exception | None = None
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _check(arg, value, where, error)
+            except Exception as err:  # noqa: BLE001 - try the next member of the union
+                last = err
+        raise last if last is not None else error(f"{where}: got {value!r}")
+    if dataclasses.is_dataclass(hint):
+        return parse_options(hint, value, where=where, error=error)
+    if hint is Any:
+        return value
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise error(f"{where} must be a list, got {value!r}")
+        (item,) = typing.get_args(hint)[:1] or (Any,)
+        items = [_check(item, v, where, error) for v in value]
+        return tuple(items) if origin is tuple else items
+    if origin is dict or hint is dict:
+        if not isinstance(value, dict):
+            raise error(f"{where} must be a JSON object, got {value!r}")
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise error(f"{where} must be true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise error(f"{where} must be an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise error(f"{where} must be a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise error(f"{where} must be a string, got {value!r}")
+        return value
+    return value
