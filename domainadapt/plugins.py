@@ -79,3 +79,27 @@ def discover(package: str, skip: frozenset[str] = frozenset()) -> None:
                 importlib.import_module(f"{package}.{info.name}")
         _discovered.add(package)
     load_plugins()
+
+
+class Registry(dict):
+    """Named entries of one kind (methods, tasks, regularizers, backbones), filled by the files of `package`
+    (imported on first lookup, with the plug-ins). `error` is the exception of an unknown name."""
+
+    def __init__(self, kind: str, package: str, skip: frozenset[str], error: type[Exception]) -> None:
+        super().__init__()
+        self.kind, self.package, self.skip, self.error = kind, package, skip, error
+
+    def add(self, name: str, entry: object) -> None:
+        if not name:
+            raise self.error(f"a {self.kind} needs a name (set the class attribute `name`)")
+        self[name] = entry
+
+    def names(self) -> list[str]:
+        discover(self.package, self.skip)
+        return sorted(self)
+
+    def lookup(self, name: str) -> object:
+        discover(self.package, self.skip)
+        if name not in self:
+            raise self.error(f"unknown {self.kind} '{name}'; choose one of {sorted(self)}")
+        return self[name]

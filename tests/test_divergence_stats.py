@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 import torch
+
+from gloo import run_worker_script
 
 from domainadapt.divergence import FeatureDimensionError, FeatureStats, TooFewSamplesError
 
@@ -111,19 +109,8 @@ _WORKER = textwrap.dedent(
 )
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_all_reduce_over_two_gloo_processes_equals_one_shot(tmp_path):
-    script = tmp_path / "worker.py"
-    script.write_text(_WORKER)
-    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS="1")
-    proc = subprocess.run(
-        [sys.executable, str(script), str(_free_port()), str(tmp_path)], env=env, capture_output=True, text=True, timeout=180
-    )
+    proc = run_worker_script(_WORKER, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
     mean, cov = one_shot(r0["x"])

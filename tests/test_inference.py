@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -13,6 +9,8 @@ import pytest
 import torch
 from torch import nn
 from torch.utils.data import TensorDataset
+
+from gloo import run_worker_script
 
 from domainadapt.inference import ClassifierMetrics, Collect, Predictions, eval_mode, evaluate, run_loop
 
@@ -88,18 +86,8 @@ _WORKER = textwrap.dedent(
 )
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_gloo_ranks_give_what_one_process_gives(tmp_path):
-    script = tmp_path / "worker.py"
-    script.write_text(_WORKER)
-    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, str(script), str(_free_port()), str(tmp_path)], env=env,
-                          capture_output=True, text=True, timeout=180)
+    proc = run_worker_script(_WORKER, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))

@@ -6,15 +6,15 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from ..plugins import discover
+from ..plugins import Registry
 from .base import Method, MethodContext
-
-_REGISTRY: dict[str, type[Method]] = {}
-_NOT_METHOD_MODULES = frozenset({"base", "registry", "grl", "discriminator"})
 
 
 class MethodError(ValueError):
     """Unknown method or bad method options."""
+
+
+_REGISTRY = Registry("method", __package__, frozenset({"base", "registry", "grl", "discriminator"}), MethodError)
 
 
 def register_method(cls: type[Method]) -> type[Method]:
@@ -23,25 +23,16 @@ def register_method(cls: type[Method]) -> type[Method]:
     other = _REGISTRY.get(cls.name)
     if other is not None and other is not cls and other.__qualname__ != cls.__qualname__:
         raise MethodError(f"method name '{cls.name}' is taken by {other.__module__}.{other.__qualname__}")
-    _REGISTRY[cls.name] = cls
+    _REGISTRY.add(cls.name, cls)
     return cls
 
 
-def _discover() -> None:
-    discover(__package__, skip=_NOT_METHOD_MODULES)
-
-
 def available_methods() -> list[str]:
-    _discover()
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def get_method_class(name: str) -> type[Method]:
-    _discover()
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise MethodError(f"unknown method '{name}'; available: {', '.join(sorted(_REGISTRY))}") from None
+    return _REGISTRY.lookup(name)
 
 
 def check_method_kwargs(name: str, kwargs: dict[str, Any]) -> None:

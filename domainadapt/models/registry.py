@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..plugins import discover
+from ..plugins import Registry
 from .classifier import Classifier, MLPHead
 
 MODALITIES = ("image", "text")
@@ -56,7 +56,7 @@ class BackboneSpec:
             return int(self.build(image_size, **{k: v for k, v in options.items() if k != "weights"}).out_features)
 
 
-_REGISTRY: dict[str, BackboneSpec] = {}
+_REGISTRY = Registry("backbone", __package__, frozenset({"registry", "classifier", "blocks"}), BackboneError)
 
 
 def register_backbone(name: str, *, modality: str = "image", head_hidden: tuple[int, ...] = (),
@@ -67,7 +67,7 @@ def register_backbone(name: str, *, modality: str = "image", head_hidden: tuple[
 
     def wrap(build: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         doc = (inspect.getdoc(build) or "").splitlines()
-        _REGISTRY[name] = BackboneSpec(name, modality, build, tuple(head_hidden), resolve, doc[0] if doc else "")
+        _REGISTRY.add(name, BackboneSpec(name, modality, build, tuple(head_hidden), resolve, doc[0] if doc else ""))
         return build
 
     return wrap
@@ -75,35 +75,27 @@ def register_backbone(name: str, *, modality: str = "image", head_hidden: tuple[
 
 def register_text_backbone(name: str, resolve: Callable[[], str], doc: str = "") -> None:
     """A named Hugging Face model: `resolve()` returns its folder or hub name (and fails clearly when absent)."""
-    _REGISTRY[name] = BackboneSpec(name, "text", resolve=resolve, doc=doc)
-
-
-def _discover() -> None:
-    discover(__package__, skip=frozenset({"registry", "classifier"}))
+    _REGISTRY.add(name, BackboneSpec(name, "text", resolve=resolve, doc=doc))
 
 
 def available_backbones(modality: str | None = None) -> list[str]:
-    _discover()
-    return sorted(n for n, s in _REGISTRY.items() if modality is None or s.modality == modality)
+    return [n for n in _REGISTRY.names() if modality is None or _REGISTRY[n].modality == modality]
 
 
 def get_backbone(name: str) -> BackboneSpec:
-    _discover()
-    if name not in _REGISTRY:
-        raise BackboneError(f"unknown backbone '{name}'; choose one of {available_backbones()}")
-    return _REGISTRY[name]
+    return _REGISTRY.lookup(name)
 
 
 def backbone_modality(name: str) -> str:
     """'image' or 'text' for a registered backbone; 'text' for any other name (a Hugging Face folder or hub name)."""
-    _discover()
+    _REGISTRY.names()  # discovery
     spec = _REGISTRY.get(name)
     return spec.modality if spec is not None else "text"
 
 
 def resolve_text_backbone(name: str) -> str:
     """The folder or hub name a text backbone loads from: a registered name's `resolve()`, else the name itself."""
-    _discover()
+    _REGISTRY.names()  # discovery
     spec = _REGISTRY.get(name)
     if spec is None:
         return name
@@ -114,7 +106,7 @@ def resolve_text_backbone(name: str) -> str:
 
 def check_image_backbone(name: str, options: dict[str, Any]) -> BackboneSpec:
     """The spec of an image backbone, its options checked against the builder's signature (no build)."""
-    _discover()
+    _REGISTRY.names()  # discovery
     spec = _REGISTRY.get(name)
     if spec is None or spec.modality != "image":
         raise BackboneError(f"unknown backbone '{name}'; choose one of {available_backbones('image')}")

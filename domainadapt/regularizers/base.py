@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 from torch import nn
 
 from ..options import OptionsError, parse_options
-from ..plugins import discover
+from ..plugins import Registry
 from .fisher import FisherData
 
 
@@ -56,30 +56,20 @@ class Regularizer:
         raise NotImplementedError
 
 
-_REGISTRY: dict[str, Regularizer] = {}
+_REGISTRY = Registry("regularizer", __package__, frozenset({"base"}), RegularizerError)
 
 
 def register_regularizer(cls: type[Regularizer]) -> type[Regularizer]:
-    if not cls.name:
-        raise RegularizerError(f"{cls.__qualname__} must set a class attribute `name`")
-    _REGISTRY[cls.name] = cls()
+    _REGISTRY.add(cls.name, cls())
     return cls
 
 
-def _discover() -> None:
-    discover(__package__, skip=frozenset({"base"}))
-
-
 def available_regularizers() -> list[str]:
-    _discover()
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def get_regularizer(name: str) -> Regularizer:
-    _discover()
-    if name not in _REGISTRY:
-        raise RegularizerError(f"unknown regularizer '{name}'; choose from {sorted(_REGISTRY)}")
-    return _REGISTRY[name]
+    return _REGISTRY.lookup(name)
 
 
 def check_regularizers(spec: dict[str, dict[str, Any]]) -> dict[str, Any]:

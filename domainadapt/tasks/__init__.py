@@ -5,33 +5,23 @@ here (or a plug-in, `domainadapt.plugins`) with `@register_task`."""
 
 from __future__ import annotations
 
-from ..plugins import discover
+from ..plugins import Registry
 from .base import NoOptions, Task, TaskError, TaskSetup
 
-_REGISTRY: dict[str, Task] = {}
+_REGISTRY = Registry("task", __name__, frozenset({"base"}), TaskError)
 
 
 def register_task(cls: type[Task]) -> type[Task]:
-    if not cls.name:
-        raise TaskError(f"{cls.__qualname__} must set a class attribute `name`")
-    _REGISTRY[cls.name] = cls()
+    _REGISTRY.add(cls.name, cls())
     return cls
 
 
-def _discover() -> None:
-    discover(__package__, skip=frozenset({"base"}))
-
-
 def available_tasks() -> list[str]:
-    _discover()
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def get_task(name: str) -> Task:
-    _discover()
-    if name not in _REGISTRY:
-        raise TaskError(f"unknown task '{name}'; choose one of {sorted(_REGISTRY)}")
-    return _REGISTRY[name]
+    return _REGISTRY.lookup(name)
 
 
 __all__ = ["NoOptions", "Task", "TaskError", "TaskSetup", "available_tasks", "get_task", "register_task"]
