@@ -8,12 +8,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import subprocess
 import sys
 import types
 import typing
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from .data import describe_domains
 from .domain_gap import measure_domains, summary_rows
@@ -98,8 +101,15 @@ def _train(args: argparse.Namespace) -> int:
     if args.config is not None:
         if not args.config.is_file():
             raise ValueError(f"config file {args.config} does not exist")
-        base = json.loads(args.config.read_text())
-        base = base.get("config", base)  # accept a run's config.json too
+        try:
+            base = json.loads(args.config.read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"config file {args.config} is not valid JSON ({err})") from None
+        if isinstance(base, dict) and isinstance(base.get("config"), dict):
+            base = base["config"]  # accept a run's config.json too
+        if not isinstance(base, dict):
+            raise ValueError(f"config file {args.config} must hold a JSON object of TrainConfig fields, "
+                             f"not a {type(base).__name__}")
     for f, flag, opts in config_flags():
         value = getattr(args, f.name, None)
         if value is None:
@@ -109,6 +119,11 @@ def _train(args: argparse.Namespace) -> int:
         else:
             base[f.name] = value
     config = TrainConfig.from_dict(base)
+    threads = os.environ.get("DOMAINADAPT_THREADS")
+    if threads:
+        if not threads.isdigit() or int(threads) < 1:
+            raise ValueError(f"DOMAINADAPT_THREADS must be a positive integer, got '{threads}'")
+        torch.set_num_threads(int(threads))
     result = run(config, args.out)
     print(json.dumps({"run_dir": str(args.out), "metrics": result["metrics"]}, indent=2))
     return 0
@@ -245,9 +260,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         add_plugins(args.plugin)
         return handler(args)
-    except (ValueError, FileNotFoundError, FloatingPointError, PluginError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    except EXPECTED_FAILURES as err:
+        if int(os.environ.get("RANK", "0")) == 0:  # under torchrun one line, from rank 0
+            print(f"error: {_describe(err)}", file=sys.stderr)
         return 2
+
+
+# bad values, missing files, a run that diverged, OS errors (permissions, a full or read-only disk, the network)
+EXPECTED_FAILURES = (ValueError, FloatingPointError, PluginError, OSError, ImportError)
+
+
+def _describe(err: BaseException) -> str:
+    return str(err) or type(err).__name__
+
 
 
 if __name__ == "__main__":

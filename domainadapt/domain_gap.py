@@ -19,7 +19,7 @@ from typing import Any, Sequence
 import torch
 
 from .data import DigitDomain, load_domain
-from .divergence import METRICS, inception_features, load_fid_inception, measure
+from .divergence import METRICS, measure
 from .inference import UnknownLayerError, extract_features
 from .runs import load_trained_model
 
@@ -29,6 +29,10 @@ class FeatureSpec:
     kind: str  # "pixels" | "inception" | "layer"
     checkpoint: Path | None = None
     layer: str | None = None
+
+    def text(self) -> str:
+        """The spec as `parse` reads it: "pixels", "inception" or "CHECKPOINT:LAYER"."""
+        return self.kind if self.kind != "layer" else f"{self.checkpoint}:{self.layer}"
 
     @classmethod
     def parse(cls, text: str) -> "FeatureSpec":
@@ -52,6 +56,8 @@ class FeatureExtractor:
         self.batch_size = batch_size
         self.model: torch.nn.Module | None = None
         if spec.kind == "inception":
+            from .divergence import load_fid_inception  # torchvision (3 s of import): only for FID features
+
             self.model = load_fid_inception(fid_weights, allow_download=allow_download, device=self.device)
         elif spec.kind == "layer":
             self.model, self.config = load_trained_model(spec.checkpoint)
@@ -66,6 +72,8 @@ class FeatureExtractor:
         if self.spec.kind == "pixels":
             return images.flatten(1)
         if self.spec.kind == "inception":
+            from .divergence import inception_features
+
             return inception_features(images, self.model, batch_size=self.batch_size, device=self.device)
         if self.config.image_size != domain.image_size:
             raise ValueError(f"the model of {self.spec.checkpoint} takes {self.config.image_size}px images, "
@@ -120,7 +128,7 @@ def measure_domains(
         halves = [sample_domain(d, size, seed + i) for i, d in enumerate(domains)]
     xs = [extractor(d) for d in halves]
     result = measure(xs[0], xs[1], metrics=list(metrics), seed=seed, n_permutations=n_permutations)
-    return {"source": source, "target": target, "features": features, "n_source": size, "n_target": size,
+    return {"source": source, "target": target, "features": extractor.spec.text(), "n_source": size, "n_target": size,
             "metrics": result}
 
 

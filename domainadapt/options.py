@@ -9,7 +9,9 @@ one-line style and the options plain dataclasses that hash and print like config
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
+import inspect
 import types
 import typing
 from typing import Any, TypeVar, Union
@@ -42,6 +44,11 @@ def parse_options(cls: type[T], data: dict[str, Any] | None, *, where: str,
     return cls(**values)
 
 
+def check_value(hint: Any, value: Any, where: str, error: type[Exception] = OptionsError) -> Any:
+    """`value` checked against the type `hint` (message: "{where} must be ..."); returns it (floats as float)."""
+    return _check(hint, value, where, error)
+
+
 def _check(hint: Any, value: Any, where: str, error: type[Exception]) -> Any:
     origin = typing.get_origin(hint)
     if origin in (Union, types.UnionType):
@@ -59,10 +66,11 @@ def _check(hint: Any, value: Any, where: str, error: type[Exception]) -> Any:
         return parse_options(hint, value, where=where, error=error)
     if hint is Any:
         return value
-    if origin in (tuple, list):
+    if origin in (tuple, list, collections.abc.Sequence):
         if not isinstance(value, (list, tuple)):
             raise error(f"{where} must be a list, got {value!r}")
-        (item,) = typing.get_args(hint)[:1] or (Any,)
+        args = [a for a in typing.get_args(hint) if a is not Ellipsis]
+        item = args[0] if len(args) == 1 or (origin is tuple and len(set(args)) == 1) else Any
         items = [_check(item, v, where, error) for v in value]
         return tuple(items) if origin is tuple else items
     if origin is dict or hint is dict:
@@ -86,3 +94,17 @@ def _check(hint: Any, value: Any, where: str, error: type[Exception]) -> Any:
             raise error(f"{where} must be a string, got {value!r}")
         return value
     return value
+
+
+def check_call_options(fn: Any, options: dict[str, Any], *, where: str, error: type[Exception] = OptionsError,
+                       skip: tuple[str, ...] = ("self", "context")) -> None:
+    """Check `options` against the annotated keyword parameters of `fn` (a method's or backbone's constructor):
+    unknown names, and values of the wrong type, fail naming the option."""
+    params = inspect.signature(fn).parameters
+    try:
+        hints = typing.get_type_hints(fn)
+    except (NameError, TypeError):
+        hints = {}
+    for name, value in options.items():
+        if name in params and name not in skip and name in hints:
+            _check(hints[name], value, f"{where}: option '{name}'", error)

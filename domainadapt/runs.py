@@ -6,10 +6,14 @@ result.json is written atomically and only after training ends, so a run directo
 
 from __future__ import annotations
 
+import ctypes
 import fnmatch
 import json
 import os
 import platform
+import signal
+import sys
+import threading
 import time
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
@@ -20,17 +24,19 @@ from typing import Any
 import torch
 
 from .distributed import init_distributed, resolve_device
-from .io import atomic_write_json
+from .io import RunLock, atomic_write_json, clean_stale_temp_files
 from .methods import MethodContext, build_method, check_method_kwargs
+from .models.registry import backbone_modality, check_image_backbone
 from .regularizers import RegularizerContext, build_regularizers, check_regularizers
 from .seeding import seed_everything, set_deterministic
 from .tasks import get_task
 from .train.checkpoint import CheckpointError, load_checkpoint, load_model_weights
-from .train.config import TrainConfig
+from .train.config import ConfigError, TrainConfig
 from .train.trainer import Trainer
 
 RESULT_FILE = "result.json"
 CONFIG_FILE = "config.json"
+LOCK_FILE = ".lock"
 
 
 class RunDirError(ValueError):
@@ -38,42 +44,93 @@ class RunDirError(ValueError):
 
 
 def check_inputs(config: TrainConfig) -> None:
-    """Every check that needs no data: fails in milliseconds, before any domain is built."""
+    """Every check that needs no data: fails in milliseconds, before any domain is built or directory claimed."""
     config.validate()
     check_method_kwargs(config.method, config.method_kwargs)
     task = get_task(config.task)
     task.check(config, task.options(config))
-    if config.init_from is not None and not Path(config.init_from).exists():
-        raise CheckpointError(f"init_from: no run directory or checkpoint at {config.init_from}")
+    if backbone_modality(config.backbone) == "image":  # any task's image backbone: its options, by signature
+        check_image_backbone(config.backbone, config.backbone_kwargs)
+    if config.init_from is not None:
+        if not Path(config.init_from).exists():
+            raise CheckpointError(f"init_from: no run directory or checkpoint at {config.init_from}")
+        checkpoint_file(config.init_from)  # a run directory (or its checkpoint) must be finished
     check_regularizers(config.regularizers)
 
 
 def read_result(run_dir: str | Path) -> dict[str, Any] | None:
+    """The stored result.json of a run directory, or None; a damaged file is an error naming it."""
     path = Path(run_dir) / RESULT_FILE
     if not path.exists():
         return None
-    return json.loads(path.read_text())
+    try:
+        result = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise RunDirError(f"{path} is damaged ({err}); delete it to train the run again") from None
+    if not isinstance(result, dict) or "metrics" not in result:
+        raise RunDirError(f"{path} is not a result file of domainadapt; delete it to train the run again")
+    return result
 
 
-def _claim_run_dir(run_dir: Path, config: TrainConfig) -> None:
-    existing = run_dir / CONFIG_FILE
-    if existing.exists():
-        old = json.loads(existing.read_text())
-        if old.get("config_hash") != config.config_hash():
-            raise RunDirError(
-                f"{run_dir} holds another run (config hash {old.get('config_hash')}, this run is "
-                f"{config.config_hash()}); choose another output directory"
-            )
+def _started(run_dir: Path) -> bool:
+    """Has anything of a run been written here beyond config.json (a checkpoint, a log, a result)?"""
+    return any((run_dir / name).exists() for name in (RESULT_FILE, "metrics.jsonl", "checkpoints/last.pt",
+                                                       "checkpoints/prev.pt"))
+
+
+def _check_run_dir(run_dir: Path, config: TrainConfig) -> None:
+    """The directory is this config's run, or empty, or a start that wrote nothing but config.json (reclaimed)."""
+    result = read_result(run_dir)  # a damaged result.json is an error naming it
+    hashes = [result.get("config_hash")] if result is not None else []
+    if (run_dir / CONFIG_FILE).exists() and _started(run_dir):
+        try:
+            hashes.append(json.loads((run_dir / CONFIG_FILE).read_text()).get("config_hash"))
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+            hashes.append("unreadable")
+    for other in hashes:
+        if other != config.config_hash():
+            raise RunDirError(f"{run_dir} holds another run (config hash {other}, this run is {config.config_hash()}); "
+                              "choose another output directory")
+
+
+def _check_world_size(config: TrainConfig) -> None:
+    """Under torchrun: the global batch must split over the processes and micro-steps (before any data is read)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if config.batch_size % (world * config.grad_accum):
+        raise ConfigError(f"batch_size {config.batch_size} is not divisible by {world} processes × grad_accum "
+                          f"{config.grad_accum}")
+
+
+def is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def run(config: TrainConfig, run_dir: str | Path) -> dict[str, Any]:
-    """Train one configuration into `run_dir` (resuming an unfinished run); return result.json's content."""
+    """Train one configuration into `run_dir` (resuming an unfinished run); return result.json's content.
+
+    The directory is locked for the whole run (rank 0 holds it), so a second process on it fails at once; a stored
+    result is returned only when it is this config's; temp files of killed writes are removed."""
     run_dir = Path(run_dir)
     check_inputs(config)
-    _claim_run_dir(run_dir, config)
+    _check_world_size(config)
+    lock = RunLock(run_dir / LOCK_FILE) if is_main_process() else None
+    if lock is not None:
+        lock.acquire()
+    try:
+        return _run_locked(config, run_dir)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _run_locked(config: TrainConfig, run_dir: Path) -> dict[str, Any]:
+    _check_run_dir(run_dir, config)
     done = read_result(run_dir)
     if done is not None:
         return done
+    if is_main_process():
+        for folder in (run_dir, run_dir / "checkpoints"):
+            clean_stale_temp_files(folder)
 
     device = resolve_device(config.device)  # fails early on a missing CUDA
     dist_ctx = init_distributed(device.type)
@@ -160,11 +217,31 @@ def freeze_parameters(model: torch.nn.Module, patterns: list[str]) -> list[str]:
 def checkpoint_file(path: str | Path) -> Path:
     """The checkpoint a run directory (finished) or a checkpoint path names, as `init_from` reads it."""
     path = Path(path)
-    if path.is_dir():
-        if not (path / RESULT_FILE).exists():
-            raise CheckpointError(f"{path} is not a finished run (no {RESULT_FILE}); finish it before starting from it")
-        return path / "checkpoints" / "last.pt"
-    return path
+    run_dir = path if path.is_dir() else path.parent.parent if path.parent.name == "checkpoints" else None
+    if run_dir is not None and (run_dir / CONFIG_FILE).exists() and not (run_dir / RESULT_FILE).exists():
+        raise CheckpointError(f"{run_dir} is not a finished run (no {RESULT_FILE}); finish it before starting from it")
+    if path.is_dir() and not (path / RESULT_FILE).exists():
+        raise CheckpointError(f"{path} is not a finished run (no {RESULT_FILE}); finish it before starting from it")
+    return path / "checkpoints" / "last.pt" if path.is_dir() else path
+
+
+def _die_with_parent(parent: int) -> None:
+    """Sweep-worker initializer: the worker ends when the process that started it does (SIGKILLed included),
+    so a killed sweep leaves no orphan training a run beside its re-run. Linux: the kernel's parent-death
+    signal; elsewhere (and as a backstop) a daemon thread that watches for a new parent."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent died before the signal was set
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            if os.getppid() != parent:
+                os._exit(1)
+            time.sleep(0.5)
+
+    threading.Thread(target=watch, daemon=True, name="die-with-parent").start()
 
 
 def _run_with_threads(config: TrainConfig, run_dir: str, threads: int) -> dict[str, Any]:
@@ -187,7 +264,8 @@ def run_many(jobs: list[tuple[TrainConfig, Path]], workers: int = 1, *, verbose:
             if verbose:
                 print(f"[{i}/{len(jobs)}] {Path(run_dir).name}", flush=True)
         return results
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=_die_with_parent,
+                             initargs=(os.getpid(),)) as pool:
         futures = [pool.submit(_run_with_threads, c, str(d), threads) for c, d in jobs]
         for i, ((_, run_dir), future) in enumerate(zip(jobs, futures), 1):
             results.append(future.result())

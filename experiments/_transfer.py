@@ -9,7 +9,7 @@ from pathlib import Path
 from domainadapt.train import TrainConfig
 
 RECIPE = dict(optimizer="adam", lr=1e-3, weight_decay=5e-4, backbone="digits_cnn", backbone_kwargs={"batch_norm": True},
-              progress=False)
+              progress=False, checkpoint_every=250)  # an interrupted sweep resumes each run (not in the run key)
 
 
 def add_common_args(parser: argparse.ArgumentParser, default_out: Path) -> None:

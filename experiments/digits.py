@@ -38,7 +38,8 @@ METHODS = ["source_only", "dann", "dan", "coral", "target_oracle"]
 # (the paper's MNIST size; 0.67× the conv work of 32×32, measured 24 min at 32×32); standard (32×32, 3,000 steps)
 # is where the adaptation goal is measured; full is paper scale, for a GPU.
 RECIPE = dict(batch_size=64, optimizer="adam", lr=1e-3, schedule="dann", weight_decay=5e-4,
-              backbone="digits_cnn", backbone_kwargs={"batch_norm": True})
+              backbone="digits_cnn", backbone_kwargs={"batch_norm": True},
+              checkpoint_every=250)  # an interrupted sweep resumes each run where it stopped (not in the run key)
 PRESETS = {"quick": dict(steps=500, image_size=28), "standard": dict(steps=3000), "full": dict(steps=20000)}
 
 

@@ -38,7 +38,7 @@ from domainadapt.runs import check_inputs, run_many, run_name  # noqa: E402
 from domainadapt.train import TrainConfig  # noqa: E402
 
 RECIPE = dict(batch_size=64, optimizer="adam", lr=1e-3, schedule="dann", weight_decay=5e-4, backbone="digits_cnn",
-              backbone_kwargs={"batch_norm": True}, progress=False)
+              backbone_kwargs={"batch_norm": True}, progress=False, checkpoint_every=250)
 EWC_LAMBDAS = [10.0, 100.0, 1000.0, 10000.0]
 L2SP_ALPHAS = [0.1, 1.0]
 

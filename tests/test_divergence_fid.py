@@ -142,16 +142,28 @@ def test_env_var_points_to_weights(weights_file, monkeypatch):
     assert torch.equal(m.fc.weight, weights_file[1]["fc.weight"])
 
 
-def test_matches_pytorch_fid_when_installed(weights_file, model):
-    """Same weights in pytorch-fid's own network give the same features (skipped if not installed)."""
+def test_matches_pytorch_fid_when_installed(weights_file, model, monkeypatch):
+    """Same weights in pytorch-fid's own network give the same features (skipped if not installed; pytorch-fid is in
+    the `dev` extra). Offline: pytorch-fid's weight download is replaced by the random weights, and any other
+    network connection fails the test."""
+    import socket
+
     pfid = pytest.importorskip("pytorch_fid.inception")
     state = weights_file[1]
-    orig = pfid.load_state_dict_from_url
-    pfid.load_state_dict_from_url = lambda *a, **k: state
-    try:
-        ref = pfid.InceptionV3([3], resize_input=True, normalize_input=True, use_fid_inception=True).eval()
-    finally:
-        pfid.load_state_dict_from_url = orig
+    requested = []
+
+    def offline_weights(url, *args, **kwargs):
+        requested.append(url)
+        return state
+
+    def no_network(*args, **kwargs):
+        raise AssertionError(f"the pytorch-fid cross-check tried to open a network connection {args}")
+
+    monkeypatch.setattr(pfid, "load_state_dict_from_url", offline_weights)
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    ref = pfid.InceptionV3([3], resize_input=True, normalize_input=True, use_fid_inception=True).eval()
+    assert requested == [pfid.FID_WEIGHTS_URL] == [FID_WEIGHTS_URL]  # the weights pytorch-fid would fetch: ours
     x = images(2, seed=6, size=50)
     with torch.no_grad():
         assert torch.allclose(model(x), ref(x)[0].flatten(1), atol=1e-6)

@@ -38,11 +38,38 @@ def test_forgetting_is_measured_from_the_best_earlier_accuracy():
     assert backward_transfer(R_PEAK) == pytest.approx(((0.70 - 0.60) + (0.50 - 0.80)) / 2)  # −0.10
     np.testing.assert_allclose(forgetting(R_PEAK), [0.90 - 0.70, 0.80 - 0.50])
     assert average_forgetting(R_PEAK) == pytest.approx(0.25)
-    # entries above the diagonal, when present, are earlier rows too (Chaudhry et al.: max over all l < T−1)
+    # An entry above the diagonal is a zero-shot accuracy (task 1 before it was trained), not something the model
+    # knew and then lost. This expectation used to be 0.95 − 0.50 = 0.45, encoding a max over every row l < T−1;
+    # forgetting is measured after learning (Chaudhry et al. 2018: a_{l,j} exists only for l ≥ j), so the zero-shot
+    # entry must change neither forgetting nor BWT.
     with_zero_shot = R_PEAK.copy()
     with_zero_shot[0, 1] = 0.95
-    np.testing.assert_allclose(forgetting(with_zero_shot), [0.20, 0.95 - 0.50])
+    np.testing.assert_allclose(forgetting(with_zero_shot), [0.20, 0.80 - 0.50])
+    np.testing.assert_allclose(forgetting(with_zero_shot), forgetting(R_PEAK))
     assert backward_transfer(with_zero_shot) == pytest.approx(backward_transfer(R_PEAK))
+
+
+def test_forgetting_counts_only_rows_after_the_task_was_learned():
+    # 4 tasks; row l = after training task l. Task 2 is learned at row 2 (0.75) and ends at 0.70, but the matrix
+    # also holds a zero-shot 0.95 for it in row 1, before it was trained. A max over all earlier rows reports
+    # 0.95 − 0.70 = 0.25 for task 2; the after-learning definition (max over rows 2..T−2) gives 0.75 − 0.70 = 0.05.
+    R4 = np.array([[0.90, 0.10, 0.20, 0.10],
+                   [0.85, 0.88, 0.95, 0.15],
+                   [0.80, 0.84, 0.75, 0.12],
+                   [0.70, 0.86, 0.70, 0.91]])
+    f = forgetting(R4)
+    assert f[2] == pytest.approx(0.05)
+    assert f[2] != pytest.approx(0.25)
+    # task 0: max(0.90, 0.85, 0.80) − 0.70; task 1: max(0.88, 0.84) − 0.86 (its zero-shot 0.10 in row 0 is ignored)
+    np.testing.assert_allclose(f, [0.90 - 0.70, 0.88 - 0.86, 0.75 - 0.70])
+    assert average_forgetting(R4) == pytest.approx((0.20 + 0.02 + 0.05) / 3)
+    # the same with NaN above the diagonal (nothing recorded before a task is trained): identical values
+    np.testing.assert_allclose(forgetting(np.where(np.tril(np.ones((4, 4), bool)), R4, NAN)), f)
+    acc = AccuracyMatrix(4)
+    for i in range(4):
+        for j in range(4):
+            acc.record(i, j, R4[i, j])
+    assert acc.summary()["forgetting"]["task2"] == pytest.approx(0.05)
 
 
 def test_two_tasks_and_one():

@@ -78,8 +78,8 @@ def test_bad_inputs():
 
 
 # ------------------------------------------------------------------------------------------------ the method
-def _out(f_s, f_t, y_s, progress=0.5):
-    logits_s = torch.zeros(len(f_s), 3, requires_grad=True)
+def _out(f_s, f_t, y_s, progress=0.5, logits_s=None):
+    logits_s = torch.zeros(len(f_s), 3, requires_grad=True) if logits_s is None else logits_s
     return StepOutput(x_s=None, y_s=y_s, x_t=None, f_s=f_s, f_t=f_t, logits_s=logits_s, logits_t=None,
                       progress=progress, step=0)
 
@@ -103,9 +103,22 @@ def test_method_upweights_the_source_examples_that_look_like_the_target():
     w = method.last_weights
     assert w.mean().item() == pytest.approx(1.0, abs=1e-5)
     assert w[1::2].mean() > 5 * w[0::2].mean()  # cluster B (shared with the target) dominates
-    # during warm-up every weight is 1: plain cross-entropy
-    warm = method.losses(_out(f_s.detach(), f_t, torch.zeros(n, dtype=torch.long), progress=0.0), None)
-    assert warm["cls"].item() == pytest.approx(np.log(3))
+    # during warm-up every weight is 1: plain cross-entropy. All-zero logits would give log 3 under any weighting,
+    # so the logits make cluster A (even rows) badly classified (CE ≈ 3.8) and cluster B (odd rows) well (CE ≈ 0.1):
+    # measured, the plain mean is 1.91 and the weighted one (B upweighted) 0.16
+    y = torch.zeros(n, dtype=torch.long)
+    logits = torch.zeros(n, 3)
+    logits[0::2, 0], logits[1::2, 0] = -3.0, 3.0
+    logits[:, 1] = 0.5 * torch.randn(n, generator=g)  # not all rows alike within a cluster
+    ce = torch.nn.functional.cross_entropy(logits, y, reduction="none")
+    plain = ce.mean().item()
+    weighted = (method.source_weights(f_s, len(f_t)) * ce).mean().item()
+    assert plain - weighted > 1.0, (plain, weighted)  # the two readings are far apart here
+    warm = method.losses(_out(f_s.detach(), f_t, y, progress=0.0, logits_s=logits), None)
+    assert torch.equal(method.last_weights, torch.ones(n))
+    assert warm["cls"].item() == pytest.approx(plain, rel=1e-6)
+    after = method.losses(_out(f_s.detach(), f_t, y, progress=0.5, logits_s=logits), None)  # warm-up (0.1) is over
+    assert after["cls"].item() == pytest.approx(weighted, rel=1e-6)
     with pytest.raises(MethodError, match="clip must be > 0"):
         build_method("importance_weighted", MethodContext(2, 3, 10), clip=0.0)
 

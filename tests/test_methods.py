@@ -22,9 +22,9 @@ from toy import write_toy_pair
 SEEN: dict[str, object] = {}
 
 
-@register_method
 class _Spy(Method):
-    """Records what the trainer hands a method (test only)."""
+    """Records what the trainer hands a method (test only; registered by the `spy_method` fixture, not at import,
+    so the global registry does not keep a test's method for the rest of the session)."""
 
     name = "_spy_for_tests"
 
@@ -39,11 +39,33 @@ class _Spy(Method):
         return {"cls": F.cross_entropy(out.logits_s, out.y_s), "dom": dom}
 
 
+@pytest.fixture()
+def spy_method():
+    """Register `_Spy` for one test and take it out of the registry afterwards (restoring any previous entry)."""
+    from domainadapt.methods.registry import _REGISTRY
+
+    before = _REGISTRY.get(_Spy.name)
+    register_method(_Spy)
+    try:
+        yield _Spy
+    finally:
+        if before is None:
+            _REGISTRY.pop(_Spy.name, None)
+        else:
+            _REGISTRY[_Spy.name] = before
+
+
+def test_the_spy_is_registered_only_while_a_test_uses_it(request):
+    assert "_spy_for_tests" not in available_methods()
+    request.getfixturevalue("spy_method")
+    assert "_spy_for_tests" in available_methods()
+
+
 def test_builtin_methods_are_discovered():
     assert {"source_only", "target_oracle"} <= set(available_methods())
 
 
-def test_unknown_method_and_options():
+def test_unknown_method_and_options(spy_method):
     ctx = MethodContext(feature_dim=4, num_classes=3, total_steps=10)
     with pytest.raises(MethodError, match="unknown method 'x'"):
         build_method("x", ctx)
@@ -51,7 +73,7 @@ def test_unknown_method_and_options():
         build_method("_spy_for_tests", ctx, lam=1)
 
 
-def test_method_sees_one_shared_forward_and_no_target_labels(tmp_path):
+def test_method_sees_one_shared_forward_and_no_target_labels(tmp_path, spy_method):
     src, tgt = write_toy_pair(tmp_path)
     cfg = TrainConfig(method="_spy_for_tests", source=src, target=tgt, image_size=16, steps=4, batch_size=16,
                       device="cpu", progress=False)

@@ -11,7 +11,10 @@ import pytest
 from domainadapt.cli import main
 from domainadapt.evaluation import mean_std, t_interval
 from domainadapt.report import collect, gap_closed, render, summary_table
+from domainadapt.runs import run
 from domainadapt.train import TrainConfig
+
+from toy import write_toy_pair
 
 ACC = {("source_only", 0): 0.50, ("source_only", 1): 0.54, ("source_only", 2): 0.55,
        ("target_oracle", 0): 0.95, ("target_oracle", 1): 0.97}
@@ -97,3 +100,39 @@ def test_run_key_ignores_defaults_and_execution_fields():
     assert base.config_hash() == TrainConfig(**{**base.to_dict(), "device": "cuda", "eval_every": 7}).config_hash()
     assert base.config_hash() != TrainConfig(**{**base.to_dict(), "seed": 2}).config_hash()
     assert "sync_batchnorm" not in base.key_dict() and base.key_dict()["method"] == "dann"
+
+
+def test_collect_and_tables_from_real_runs(tmp_path, one_torch_thread):
+    """The tests above read hand-written result.json files; these are written by `runs.run` (3-step runs on the toy
+    domains of tests/toy.py), so a change in what a run records would show here."""
+    src, tgt = write_toy_pair(tmp_path / "data", n=200)
+    results = {}
+    for method in ("source_only", "dann", "target_oracle"):
+        for seed in (0, 1):
+            cfg = TrainConfig(method=method, source=src, target=tgt, image_size=16, steps=3, batch_size=16, seed=seed,
+                              optimizer="adam", lr=3e-3, device="cpu", progress=False)
+            results[(method, seed)] = run(cfg, tmp_path / "runs" / f"{method}-{seed}")
+    (tmp_path / "runs" / "unfinished").mkdir()  # no result.json: not a row
+
+    frame = collect([tmp_path / "runs"])
+    assert len(frame) == 6 and (frame["steps_done"] == 3).all()
+    for _, row in frame.iterrows():
+        result = results[(row["method"], row["seed"])]
+        assert row["config_hash"] == result["config_hash"] and (row["source"], row["target"]) == (src, tgt)
+        for metric, value in result["metrics"].items():  # every metric the run recorded, as recorded
+            assert row[metric] == value, metric
+    # the cells are mean ± std (n) of the runs' own accuracies: real configs of one method share a cell
+    table = summary_table(frame)
+    for method in ("source_only", "dann", "target_oracle"):
+        values = 100 * np.array([results[(method, s)]["metrics"]["target_test/acc"] for s in (0, 1)])
+        assert table.loc[(src, tgt), method] == f"{values.mean():.1f} ± {values.std(ddof=1):.1f} (2)"
+    acc = {m: np.mean([results[(m, s)]["metrics"]["target_test/acc"] for s in (0, 1)]) for m in ("source_only", "dann",
+                                                                                              "target_oracle")}
+    # Adam 3e-3 moves 3 steps far enough that the methods' cells differ (measured target accuracy: source-only
+    # 0.0 / 0.1, dann 0.0 / 0.1, target oracle 0.3 / 0.3; SGD's default left every run at 0.1), so a cell filled
+    # from the wrong runs would show
+    assert len({table.loc[(src, tgt), m] for m in ("source_only", "target_oracle")}) == 2
+    expected = (acc["dann"] - acc["source_only"]) / (acc["target_oracle"] - acc["source_only"])
+    assert gap_closed(frame).loc[(src, tgt), "dann"] == pytest.approx(expected)
+    assert main(["table", str(tmp_path / "runs"), "--out", str(tmp_path / "t.md")]) == 0
+    assert table.loc[(src, tgt), "dann"] in (tmp_path / "t.md").read_text()

@@ -19,7 +19,11 @@ from domainadapt.text.corpora import (
 )
 from domainadapt.text.dictd import DictEntry
 
-torch.set_num_threads(1)
+
+@pytest.fixture(autouse=True)
+def _one_thread(one_torch_thread):
+    """Tiny models: one torch thread per test, restored after (see conftest.py), instead of setting it for the
+    whole session at import time."""
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,13 @@ from domainadapt.text.mlm import (
 )
 from domainadapt.tasks.masked_lm import mlm_eval_loss
 
-torch.set_num_threads(1)
+
+@pytest.fixture(autouse=True)
+def _one_thread(one_torch_thread):
+    """Tiny models: one torch thread per test, restored after (see conftest.py), instead of setting it for the
+    whole session at import time."""
+
+
 VOCAB = 120
 
 

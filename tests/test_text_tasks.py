@@ -125,8 +125,10 @@ def test_fine_tuning_from_a_dapt_run_starts_from_its_encoder_and_learns_the_task
 
     result = run(cls_config(world, init_from=str(tmp_path / "dapt")), tmp_path / "ft")
     m = result["metrics"]
-    assert 0.0 <= m["target_test/macro_f1"] <= 1.0
-    assert m["target_test/acc"] > 0.6  # 3 subjects with disjoint vocabularies: chance is 1/3
+    # 3 subjects with disjoint vocabularies: chance accuracy is 1/3, and always answering one subject scores a
+    # macro-F1 of 1/6; measured 1.0 and 1.0 after 40 steps
+    assert m["target_test/acc"] > 0.6
+    assert m["target_test/macro_f1"] > 0.6
     assert result["sizes"] == {"source_train": 12, "target_test": 12, "classes": 3}
 
 
@@ -137,7 +139,9 @@ def test_subject_probe_reads_the_frozen_encoder_deterministically(world, tmp_pat
     base = subject_probe(cls_config(world))
     again = subject_probe(cls_config(world, seed=5))  # no seed dependence: the encoder is frozen
     assert np.array_equal(base.predictions, again.predictions) and base.macro_f1 == again.macro_f1
-    assert 0.0 <= base.macro_f1 <= 1.0 and base.acc >= 1 / 3  # 3 subjects with disjoint words
+    # 3 subjects with disjoint words: even the random encoder's mean-pooled features separate them. Chance is an
+    # accuracy of 1/3 (macro-F1 1/6 for a constant answer), which `acc >= 1/3` let through; measured 1.0 and 1.0
+    assert base.acc > 2 / 3 and base.macro_f1 > 2 / 3
     run(mlm_config(world, steps=20), tmp_path / "dapt")
     from domainadapt.evaluation import linear_probe
     from domainadapt.evaluation.subject_probe import pooled_features as _pooled_features
@@ -151,6 +155,7 @@ def test_subject_probe_reads_the_frozen_encoder_deterministically(world, tmp_pat
     expected = linear_probe(f_train, setup.source_train.labels, f_test, setup.eval_sets["target_test"].labels)
     got = subject_probe(dapt_config)  # the probe reads the DAPT encoder, not the backbone's
     assert np.array_equal(got.predictions, expected.predictions) and got.macro_f1 == expected.macro_f1
+    assert got.acc > 2 / 3  # still far above chance after DAPT (measured 1.0)
     with pytest.raises(TextTaskError, match="text_classification"):
         subject_probe(mlm_config(world))
 
@@ -208,7 +213,11 @@ def test_dapt_script_writes_its_tables(world, tmp_path):
     assert overlap.loc["FOLDOC", "FOLDOC"] == 100
     table = (out / "table.md").read_text()
     assert "Δ vs base" in table and "probe macro-F1" in table and "paired bootstrap" in table
-    assert mlm.probe_macro_f1.between(0, 1).all() and mlm.loc["base", "probe_acc"] >= 0
+    # the probe of every row (random tiny encoder, +2 pretraining steps) is far above chance (accuracy 1/3, macro-F1 1/6
+    # for a constant answer); measured 1.0 for all three rows. Not asserted here: that DAPT lowers the domain MLM loss.
+    # Two pretraining steps move it by ~0.1% (5.020 → 5.016), the size of the base row's own run-to-run variation;
+    # test_dapt_lowers_the_held_out_domain_mlm_loss_and_reports_general_text checks it on 30 steps (a >10% drop).
+    assert (mlm.probe_acc > 2 / 3).all() and (mlm.probe_macro_f1 > 2 / 3).all()
 
 
 def test_dapt_script_says_what_is_missing(tmp_path):

@@ -4,20 +4,24 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
-from .errors import FeatureDimensionError, NonFiniteFeaturesError, TooFewSamplesError
+from .errors import DivergenceInputError, FeatureDimensionError, NonFiniteFeaturesError, TooFewSamplesError
 
 
 def as_features(x: Any, name: str = "x", *, min_rows: int = 2, check_finite: bool = True) -> Tensor:
     """Return ``x`` as a floating n×d tensor, raising a named error for bad shapes or values.
 
-    Accepts tensors and anything ``torch.as_tensor`` accepts (NumPy arrays, nested lists).
-    Integer input becomes the default float dtype. ``check_finite=False`` skips the only check that
+    Accepts tensors and array-likes: NumPy arrays, nested lists/tuples of numbers, and lists/tuples
+    of rows that are themselves tensors or arrays (stacked, keeping a tensor row's device and
+    autograd graph). Integer input becomes the default float dtype. Input that cannot be read as a
+    numeric n×d array (ragged rows, strings) raises :class:`FeatureDimensionError` (a
+    :class:`DivergenceInputError`) naming ``name``. ``check_finite=False`` skips the only check that
     reads the values (and so synchronises with an accelerator): use it inside training loops.
     """
-    t = x if isinstance(x, Tensor) else torch.as_tensor(x)
+    t = x if isinstance(x, Tensor) else _to_tensor(x, name)
     if not t.is_floating_point():
         t = t.to(torch.get_default_dtype())
     if t.ndim != 2:
@@ -34,6 +38,26 @@ def as_features(x: Any, name: str = "x", *, min_rows: int = 2, check_finite: boo
         n_bad = int((~torch.isfinite(t)).any(dim=1).sum())
         raise NonFiniteFeaturesError(f"{name} contains NaN or Inf values (in {n_bad} of {t.shape[0]} rows)")
     return t
+
+
+def _to_tensor(x: Any, name: str) -> Tensor:
+    """``torch.as_tensor`` for array-likes, plus sequences of tensor/array rows, with named errors."""
+    try:
+        if isinstance(x, (list, tuple)) and any(isinstance(r, (Tensor, np.ndarray)) for r in x):
+            # torch.as_tensor fails on a list of tensors ("only one element tensors can be converted") and is
+            # slow on a list of arrays: stack the rows instead (as_tensor keeps a tensor row as it is)
+            rows = [torch.as_tensor(r) for r in x]
+            if len({tuple(r.shape) for r in rows}) > 1:
+                shapes = sorted({tuple(r.shape) for r in rows})
+                raise FeatureDimensionError(f"{name}: the rows have different shapes {shapes}; all rows need the same length")
+            return torch.stack(rows)
+        return torch.as_tensor(x)
+    except DivergenceInputError:
+        raise
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise FeatureDimensionError(
+            f"{name} could not be read as an n×d numeric array of features ({type(x).__name__}: {err})"
+        ) from None
 
 
 def as_feature_pair(

@@ -3,8 +3,13 @@
 
   average accuracy  ACC = mean_j R[T−1, j]
   backward transfer BWT = mean_{j<T−1} (R[T−1, j] − R[j, j])       (Lopez-Paz & Ranzato 2017, GEM, eq. 3)
-  forgetting        f_j = max_{l<T−1} R[l, j] − R[T−1, j], j < T−1  (Chaudhry et al. 2018, RWalk, sec. 4)
-The max in f_j runs over every earlier row, as in Chaudhry et al.; NaN entries above the diagonal are skipped.
+  forgetting        f_j = max_{j≤l≤T−2} R[l, j] − R[T−1, j], j < T−1  (Chaudhry et al. 2018, RWalk, sec. 4)
+Forgetting is measured after learning: the max in f_j runs over the rows from the one where task j was learned
+(l = j) to the one before the last, never over rows l < j. In Chaudhry et al. (2018, "Riemannian Walk for
+Incremental Learning", ECCV) a_{l,j} is the accuracy on task j after incremental training up to task l and exists
+only for j ≤ l, so their max over l < k is this one. Entries above the diagonal (zero-shot accuracy on a task not
+trained yet, which some experiments record) are ignored by every metric here: counting them would report a drop
+from an accuracy the model never had after learning the task.
 """
 
 from __future__ import annotations
@@ -50,10 +55,15 @@ def backward_transfer(R: Any) -> float:
 
 
 def forgetting(R: Any) -> np.ndarray:
-    """Per earlier task j < T−1: max_{l<T−1} R[l, j] − R[T−1, j] (Chaudhry et al. 2018); shape (T−1,)."""
+    """Per earlier task j < T−1: max_{j≤l≤T−2} R[l, j] − R[T−1, j]; shape (T−1,).
+
+    The after-learning forgetting of Chaudhry et al. 2018 (RWalk, ECCV, sec. 4): the best accuracy on task j
+    from the row where it was learned (l = j) onward, minus the final one. Rows l < j (task j not trained yet) are
+    never used, so a high zero-shot entry above the diagonal does not count as forgetting.
+    """
     R = _matrix(R, 2, "forgetting")
     T = len(R)
-    return np.array([np.nanmax(R[: T - 1, j]) - R[-1, j] for j in range(T - 1)])
+    return np.array([R[j : T - 1, j].max() - R[-1, j] for j in range(T - 1)])
 
 
 def average_forgetting(R: Any) -> float:

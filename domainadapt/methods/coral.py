@@ -12,10 +12,16 @@ from .registry import register_method
 
 
 def coral_loss(f_s: torch.Tensor, f_t: torch.Tensor) -> torch.Tensor:
-    """‖C_s − C_t‖²_F / (4 d²); 0 exactly when the two batch covariances are equal."""
+    """‖C_s − C_t‖²_F / (4 d²); 0 exactly when the two batch covariances are equal.
+
+    Computed in the promoted dtype of the two inputs, so float64 features give a float64 loss and float32 a
+    float32 one; half/bfloat16 features (autocast) are computed and returned in float32, where the covariance
+    does not lose its precision.
+    """
     d = f_s.shape[1]
-    c_s = torch.cov(f_s.float().T)
-    c_t = torch.cov(f_t.float().T)
+    dtype = torch.promote_types(torch.promote_types(f_s.dtype, f_t.dtype), torch.float32)
+    c_s = torch.cov(f_s.to(dtype).T)
+    c_t = torch.cov(f_t.to(dtype).T)
     return (c_s - c_t).pow(2).sum() / (4 * d * d)
 
 

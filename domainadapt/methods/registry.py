@@ -6,6 +6,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+from ..options import check_call_options
 from ..plugins import Registry
 from .base import Method, MethodContext
 
@@ -47,6 +48,7 @@ def check_method_kwargs(name: str, kwargs: dict[str, Any]) -> None:
         raise MethodError(
             f"method '{name}' does not take option(s) {unknown}; it takes {sorted(accepted) or 'no options'}"
         )
+    check_call_options(cls.__init__, kwargs, where=f"method '{name}'", error=MethodError)
 
 
 def build_method(name: str, context: MethodContext, **kwargs: Any) -> Method:

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..options import check_call_options
 from ..plugins import Registry
 from .classifier import Classifier, MLPHead
 
@@ -114,6 +115,7 @@ def check_image_backbone(name: str, options: dict[str, Any]) -> BackboneSpec:
     unknown = sorted(set(options) - accepted) if accepted is not None else []
     if unknown:
         raise BackboneError(f"backbone '{name}' does not take option(s) {unknown}; it takes {sorted(accepted) or 'none'}")
+    check_call_options(spec.build, options, where=f"backbone '{name}'", error=BackboneError, skip=("image_size",))
     return spec
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-import torchvision
 from torch import nn
 
 from .registry import register_backbone
@@ -21,6 +20,8 @@ class ResNetBackbone(nn.Module):
 
     def __init__(self, arch: str = "resnet18", weights: str | None = None) -> None:
         super().__init__()
+        import torchvision  # 3 s of import (torch._dynamo via torchvision.ops): only when a ResNet is built
+
         builders = {n: getattr(torchvision.models, n) for n in ("resnet18", "resnet34", "resnet50", "resnet101")}
         if arch not in builders:
             raise ValueError(f"unknown ResNet '{arch}'; choose one of {sorted(builders)}")

@@ -6,9 +6,11 @@ import dataclasses
 import hashlib
 import json
 import math
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..options import check_value
 from .schedules import SCHEDULES
 
 AMP_MODES = ("none", "bf16", "fp16")
@@ -112,6 +114,9 @@ class TrainConfig:
 
     def validate(self) -> "TrainConfig":
         """Cheap checks that need no data; domains and methods are checked by name elsewhere, also early."""
+        hints = typing.get_type_hints(TrainConfig)
+        for f in dataclasses.fields(self):  # types first: a JSON config may hold anything
+            check_value(hints[f.name], getattr(self, f.name), f.name, ConfigError)
         positive = ("steps", "batch_size", "grad_accum", "image_size", "eval_batch_size", "log_every")
         for name in positive:
             value = getattr(self, name)

@@ -29,11 +29,12 @@ from ..distributed import DistContext, resolve_device
 from ..inference import ClassifierMetrics, Measure, autocast, run_loop, to_device
 from ..methods.base import Method
 from ..seeding import get_rng_state, set_rng_state
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, load_latest, save_checkpoint
 from .config import TrainConfig
 from .logging import MetricsLogger
 from .param_groups import build_optimizer, build_param_groups
 from .schedules import lr_factor
+from .sync_batchnorm import convert_to_all_reduce_batchnorm
 from .unfreezing import GradualUnfreezing
 
 
@@ -112,10 +113,13 @@ class Trainer:
         self.step_module = StepModule(model, method, regularizers).to(self.device)
         self.model = model
         self.method = method
-        if self.dist.enabled and self.device.type == "cuda" and config.sync_batchnorm:
-            # BatchNorm over the global batch, so N processes train what 1 process would (CUDA only: torch's
-            # SyncBatchNorm has no CPU kernel; under gloo each rank normalises with its own statistics)
-            self.step_module = nn.SyncBatchNorm.convert_sync_batchnorm(self.step_module)
+        if self.dist.enabled and config.sync_batchnorm:
+            # BatchNorm over the global batch, so N processes train what 1 process would: torch's SyncBatchNorm on
+            # CUDA; on CPU (gloo) its kernels do not run, so statistics are all-reduced by AllReduceBatchNorm
+            if self.device.type == "cuda":
+                self.step_module = nn.SyncBatchNorm.convert_sync_batchnorm(self.step_module)
+            else:
+                self.step_module = convert_to_all_reduce_batchnorm(self.step_module)
             self.model, self.method = self.step_module.model, self.step_module.method
             model = self.model
         self.engine: nn.Module = self._wrap_ddp() if self.dist.enabled else self.step_module
@@ -173,13 +177,34 @@ class Trainer:
             "model_info": self.model_info,
         }
 
+    def check_finite(self) -> None:
+        """Every floating-point weight, buffer and running loss sum is finite; a checkpoint is written only then, so
+        a run that diverges keeps its last finite checkpoint (the same on every rank: weights are synchronised)."""
+        for name, t in self.step_module.state_dict().items():
+            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                raise FloatingPointError(f"non-finite weights at step {self.step} ('{name}'); the last finite "
+                                         f"checkpoint {self.checkpoint_path} is kept (lower lr, or clip gradients)")
+        for name, v in self._loss_sums.items():
+            if not bool(torch.isfinite(torch.as_tensor(v)).all()):
+                raise FloatingPointError(f"non-finite training loss '{name}' by step {self.step}; the last finite "
+                                         f"checkpoint {self.checkpoint_path} is kept")
+
     def save_checkpoint(self) -> None:
+        self.check_finite()
         state = self.state_dict()  # every rank takes part (RNG gather)
         if self.dist.is_main:
-            save_checkpoint(self.checkpoint_path, state)
+            save_checkpoint(self.checkpoint_path, state, keep_previous=True)
         self.dist.barrier()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        try:
+            self._load_state_dict(state)
+        except KeyError as err:
+            raise CheckpointError(f"checkpoint of {self.run_dir} is malformed: it lacks {err}") from None
+        except RuntimeError as err:  # tensors of another shape: another model
+            raise CheckpointError(f"checkpoint of {self.run_dir} does not fit this run: {err}") from None
+
+    def _load_state_dict(self, state: dict[str, Any]) -> None:
         if state["world_size"] != self.dist.world_size:
             raise ValueError(
                 f"checkpoint was written by {state['world_size']} processes, this run has {self.dist.world_size}"
@@ -198,9 +223,11 @@ class Trainer:
         self.last_train_losses = dict(state.get("last_train_losses", {}))
 
     def resume_if_possible(self) -> bool:
-        if not self.checkpoint_path.exists():
+        """Resume from checkpoints/last.pt, or from prev.pt when last.pt is missing or damaged (with a warning)."""
+        state = load_latest(self.checkpoint_path, expected_hash=self.config_hash)
+        if state is None:
             return False
-        self.load_state_dict(load_checkpoint(self.checkpoint_path, expected_hash=self.config_hash))
+        self.load_state_dict(state)
         return True
 
     # ------------------------------------------------------------------ training
@@ -330,6 +357,9 @@ class Trainer:
                 bar.close()
         self.train_seconds += time.perf_counter() - t0
         final = self.evaluate_all()
+        bad = sorted(k for k, v in final.items() if not math.isfinite(v))
+        if bad:
+            raise FloatingPointError(f"non-finite final metrics {bad} at step {self.step}; no result is written")
         if self.logger is not None:
             self.logger.log({"step": self.step, "event": "final", **final})
             self.logger.close()
