@@ -29,6 +29,7 @@ from .report import collect, render, summary_table
 from .runs import run
 from .tasks import available_tasks, get_task
 from .train.config import TrainConfig
+from .train.health import UnhealthyRunError
 
 
 def _parse_value(text: str) -> Any:
@@ -266,8 +267,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
-# bad values, missing files, a run that diverged, OS errors (permissions, a full or read-only disk, the network)
-EXPECTED_FAILURES = (ValueError, FloatingPointError, PluginError, OSError, ImportError)
+# bad values, missing files, a run that diverged or was stopped unhealthy (on_unhealthy=stop), OS errors
+# (permissions, a full or read-only disk, the network)
+EXPECTED_FAILURES = (ValueError, FloatingPointError, PluginError, OSError, ImportError, UnhealthyRunError)
 
 
 def _describe(err: BaseException) -> str:

@@ -28,7 +28,7 @@ def test_every_config_field_has_a_flag_with_its_doc():
 
 def test_run_key_exclusions_are_declared_on_the_fields():
     assert TrainConfig.execution_fields() == {"device", "progress", "checkpoint_every", "eval_every", "log_every",
-                                              "eval_batch_size", "num_workers"}
+                                              "eval_batch_size", "num_workers", "on_unhealthy", "health_kwargs"}
     base = TrainConfig()
     assert dataclasses.replace(base, device="cpu", eval_every=7).config_hash() == base.config_hash()
     assert dataclasses.replace(base, steps=7).config_hash() != base.config_hash()

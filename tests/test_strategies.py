@@ -27,7 +27,7 @@ from domainadapt.strategies import (
 )
 from domainadapt.train import ConfigError, TrainConfig, Trainer, load_checkpoint
 from domainadapt.train.param_groups import build_param_groups
-from domainadapt.train.trainer import set_train_mode
+from domainadapt.train.step import set_train_mode
 
 BN = {"batch_norm": True}
 CONV1 = ["backbone.conv1", "backbone.bn1"]

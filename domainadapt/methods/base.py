@@ -92,6 +92,7 @@ class Method(nn.Module):
             step=step,
             y_t=y_t,
         )
+        self.last_target_logits = None if out.logits_t is None else out.logits_t.detach()  # for train/health.py
         return self.losses(out, model)
 
 

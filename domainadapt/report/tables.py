@@ -10,6 +10,9 @@ import pandas as pd
 from ..train.config import TrainConfig
 
 
+WARNED = " ⚠"  # the mark of a cell whose runs include one a training health check warned about
+
+
 def format_mean_std(mean: float, std: float, n: int, digits: int = 1) -> str:
     std_text = "–" if np.isnan(std) else f"{std:.{digits}f}"
     return f"{mean:.{digits}f} ± {std_text} ({n})"
@@ -25,6 +28,7 @@ def summary_table(
     col_order: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Cells 'mean ± std (n)' of `metric × scale` over the runs sharing (rows, cols); std is over seeds (ddof=1).
+    A cell one of whose runs warned (a training health code fired; collect's `health` column) ends with " ⚠".
 
     Runs that differ in anything but the seed must not share a cell: such a group raises, naming the field."""
     missing = [c for c in [metric, *rows, cols] if c not in frame.columns]
@@ -34,6 +38,10 @@ def summary_table(
     grouped = frame.groupby([*rows, cols], sort=False)[metric]
     stats = grouped.agg(mean="mean", std=lambda s: s.std(ddof=1), n="count")
     cells = stats.apply(lambda r: format_mean_std(r["mean"] * scale, r["std"] * scale, int(r["n"]), digits), axis=1)
+    if "health" in frame.columns:
+        warned = frame.groupby([*rows, cols], sort=False)["health"].agg(
+            lambda s: any(isinstance(v, str) and v != "" for v in s))
+        cells = cells.where(~warned.reindex(cells.index, fill_value=False), cells + WARNED)
     table = cells.unstack(cols)
     order = list(col_order) if col_order is not None else list(dict.fromkeys(frame[cols]))
     table = table[[c for c in order if c in table.columns]]
@@ -42,7 +50,8 @@ def summary_table(
 
 
 def _check_only_seeds_differ(frame: pd.DataFrame, keys: list[str], metric: str) -> None:
-    ignore = set(keys) | {"seed", "run_dir", "steps_done", "train_seconds", "config_hash"} | TrainConfig.execution_fields()
+    ignore = (set(keys) | {"seed", "run_dir", "steps_done", "train_seconds", "config_hash", "health"}
+              | TrainConfig.execution_fields())
     config_cols = [c for c in frame.columns if c not in ignore and "/" not in c]
     for key, group in frame.groupby(keys, sort=False):
         for c in config_cols:
@@ -53,8 +62,9 @@ def _check_only_seeds_differ(frame: pd.DataFrame, keys: list[str], metric: str) 
 def render(table: pd.DataFrame, fmt: str = "markdown") -> str:
     if fmt == "markdown":
         return table.to_markdown()
-    if fmt == "latex":
-        return table.style.to_latex(hrules=True)
+    if fmt == "latex":  # the warning mark as a dagger: pdflatex has no glyph for ⚠
+        marked = table.map(lambda v: v.replace(WARNED, r" $\dagger$") if isinstance(v, str) else v)
+        return marked.style.to_latex(hrules=True)
     if fmt == "csv":
         return table.to_csv()
     raise ValueError(f"unknown table format '{fmt}'; choose markdown, latex or csv")

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..options import check_value
+from .health import ON_UNHEALTHY, parse_health_options
 from .schedules import SCHEDULES
 
 AMP_MODES = ("none", "bf16", "fp16")
@@ -84,6 +85,12 @@ class TrainConfig:
     eval_batch_size: int = _field(500, "rows per evaluation batch", key=False)
     num_workers: int = _field(0, "DataLoader workers reading batches ahead (0: read in the training process)", key=False)
     progress: bool = _field(True, "show a progress bar", key=False)
+    on_unhealthy: str = _field("warn", "when a training health check fires (train/health.py: source_at_chance, "
+                               "discriminator_won, discriminator_pinned, target_collapse, loss_spike): warn = record "
+                               "it in metrics.jsonl, the progress bar and result.json; stop = also end the run with an "
+                               "error, keeping the last checkpoint; off = no checks", key=False, choices=ON_UNHEALTHY)
+    health_kwargs: dict[str, Any] = _field(doc="thresholds of the health checks (train/health.py HealthOptions), "
+                                           "e.g. min_steps=100", key=False, factory=dict)
 
     @classmethod
     def execution_fields(cls) -> frozenset[str]:
@@ -133,6 +140,9 @@ class TrainConfig:
             raise ConfigError(f"amp must be one of {list(AMP_MODES)}, got '{self.amp}'")
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"optimizer must be one of {list(OPTIMIZERS)}, got '{self.optimizer}'")
+        if self.on_unhealthy not in ON_UNHEALTHY:
+            raise ConfigError(f"on_unhealthy must be one of {list(ON_UNHEALTHY)}, got '{self.on_unhealthy}'")
+        parse_health_options(self.health_kwargs, ConfigError)
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"schedule must be one of {list(SCHEDULES)}, got '{self.schedule}'")
         if not 0.0 < self.test_fraction < 1.0:

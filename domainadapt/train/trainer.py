@@ -31,49 +31,13 @@ from ..methods.base import Method
 from ..seeding import get_rng_state, set_rng_state
 from .checkpoint import CheckpointError, load_latest, save_checkpoint
 from .config import TrainConfig
+from .health import HealthEvent, HealthMonitor, UnhealthyRunError, method_domain_weight, parse_health_options
 from .logging import MetricsLogger
 from .param_groups import build_optimizer, build_param_groups
 from .schedules import lr_factor
+from .step import StepModule, set_train_mode
 from .sync_batchnorm import convert_to_all_reduce_batchnorm
 from .unfreezing import GradualUnfreezing
-
-
-class StepModule(nn.Module):
-    """Model + method in one module, so DDP wraps (and synchronises) both and one forward yields the losses."""
-
-    def __init__(self, model: nn.Module, method: Method, regularizers: nn.ModuleDict | None = None) -> None:
-        super().__init__()
-        self.model = model
-        self.method = method
-        self.regularizers = regularizers if regularizers is not None else nn.ModuleDict()
-
-    def forward(
-        self,
-        x_s: Any,
-        y_s: torch.Tensor | None,
-        x_t: Any,
-        y_t: torch.Tensor | None,
-        progress: float,
-        step: int,
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        losses = self.method.compute_losses(self.model, x_s, y_s, x_t, y_t, progress, step)
-        if not losses:
-            raise RuntimeError(f"method '{self.method.name}' returned no losses")
-        for name, regularizer in self.regularizers.items():  # penalties that compose with any method (EWC, L2-SP)
-            losses[name] = regularizer(self.model)
-        total = torch.stack([v.float() for v in losses.values()]).sum()
-        return total, losses
-
-
-def set_train_mode(module: nn.Module) -> None:
-    """train(), except BatchNorm layers whose parameters are all frozen: they keep their running statistics
-    (a frozen feature extractor must not drift through its normalisation)."""
-    module.train()
-    for m in module.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            params = list(m.parameters())
-            if params and not any(p.requires_grad for p in params):
-                m.eval()
 
 
 class Trainer:
@@ -156,6 +120,18 @@ class Trainer:
             else None
         )
         self.last_train_losses: dict[str, float] = {}
+        # training health (train/health.py): reads the flushed losses and the target predictions, never a label
+        self.health: HealthMonitor | None = None
+        self._checkpoint_step: int | None = None
+        if config.on_unhealthy != "off":
+            num_classes = getattr(getattr(method, "context", None), "num_classes", 0)  # 0: no chance-level checks
+            self.health = HealthMonitor(num_classes, parse_health_options(config.health_kwargs),
+                                        domain_weight=method_domain_weight(method))
+
+    @property
+    def health_codes(self) -> list[str] | None:
+        """The health codes that fired in this run, in order of first firing (None: on_unhealthy="off")."""
+        return None if self.health is None else list(self.health.codes)
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
@@ -175,6 +151,7 @@ class Trainer:
             "loss_count": self._loss_count,
             "last_train_losses": dict(self.last_train_losses),
             "model_info": self.model_info,
+            "health": None if self.health is None else self.health.state_dict(),
         }
 
     def check_finite(self) -> None:
@@ -221,6 +198,8 @@ class Trainer:
         self._loss_sums = {k: v.to(self.device) for k, v in state["loss_sums"].items()}
         self._loss_count = int(state["loss_count"])
         self.last_train_losses = dict(state.get("last_train_losses", {}))
+        if self.health is not None and state.get("health") is not None:  # older checkpoints (or "off"): fresh
+            self.health.load_state_dict(state["health"], self.device)
 
     def resume_if_possible(self) -> bool:
         """Resume from checkpoints/last.pt, or from prev.pt when last.pt is missing or damaged (with a warning)."""
@@ -279,6 +258,8 @@ class Trainer:
                 with autocast(self.device, self.autocast_dtype):
                     total, losses = self.engine(x_s, y_s, x_t, y_t, progress, self.step)
                 self.scaler.scale(total / accum).backward()
+            if self.health is not None:  # the target batch's predicted classes, counted on the device (no sync)
+                self.health.observe_target_logits(getattr(self.method, "last_target_logits", None))
             for name, value in losses.items():
                 value = value.detach().float() / accum
                 self._loss_sums[name] = self._loss_sums.get(name, 0.0) + value
@@ -303,6 +284,34 @@ class Trainer:
         self._loss_sums, self._loss_count = {}, 0
         return {f"train/{n}": v for n, v in zip(names, values.tolist())}
 
+    def _check_health(self, losses: dict[str, float]) -> list[HealthEvent]:
+        """Run the health checks on a log step's flushed losses and the window's target predictions; log what
+        fired or cleared (rank 0). Every rank gets the same answer: the inputs are averaged over ranks."""
+        if self.health is None:
+            return []
+        counts = self.health.take_target_counts()
+        if self.dist.enabled and self.method.uses_target:  # a class flag: every rank takes part, or none does
+            if counts is None:  # this rank's window saw no target logits of the right shape
+                counts = torch.zeros(self.health.num_classes, dtype=torch.long, device=self.device)
+            counts = self.dist.all_reduce_sum(counts)
+            counts = counts if int(counts.sum()) > 0 else None
+        events = self.health.check(self.step, self.step / self.config.steps, losses,
+                                   None if counts is None else counts.cpu())
+        if self.logger is not None:
+            for event in events:
+                self.logger.log(event.record())
+        return events
+
+    def _stop_if_unhealthy(self) -> None:
+        """on_unhealthy="stop": end the run while a check holds (its record is written; no checkpoint is)."""
+        if self.config.on_unhealthy != "stop" or self.health is None or not self.health.active:
+            return
+        kept = (f"the last checkpoint {self.checkpoint_path} (step {self._checkpoint_step}) is kept"
+                if self._checkpoint_step is not None else "no checkpoint was written")
+        raise UnhealthyRunError(
+            f"unhealthy run at step {self.step}: " + "; ".join(f"{c}: {m}" for c, m in self.health.active.items())
+            + f" — {kept}; on_unhealthy=warn continues it")
+
     def evaluate_all(self) -> dict[str, float]:
         metrics: dict[str, float] = {}
         for name, dataset in self.eval_sets.items():
@@ -319,6 +328,7 @@ class Trainer:
         """Train to `config.steps` (resuming if a checkpoint exists); return final metrics."""
         config = self.config
         resumed = self.resume_if_possible()
+        self._checkpoint_step = self.step if resumed else None  # the step of the checkpoint on disk, for errors
         if self.logger is not None:
             self.logger.truncate_after(self.step)
             if resumed:
@@ -334,24 +344,32 @@ class Trainer:
             while self.step < config.steps:
                 self.train_step()
                 record: dict[str, Any] = {}
-                if self._due(config.log_every) or self.step == config.steps:
+                flushed = self._due(config.log_every) or self.step == config.steps
+                if flushed:
                     record.update(self._flush_losses())
                     record["lr"] = self.optimizer.param_groups[0]["lr"]
                     self.last_train_losses = {k: v for k, v in record.items() if k.startswith("train/")}
                     if not all(math.isfinite(v) for v in self.last_train_losses.values()):
+                        self._check_health(self.last_train_losses)  # loss_spike's record, then the error
                         raise FloatingPointError(f"non-finite training loss at step {self.step}: {self.last_train_losses}")
                 if self._due(config.eval_every) and self.step < config.steps:
                     record.update(self.evaluate_all())
                 if record and self.logger is not None:
                     self.logger.log({"step": self.step, **record})
+                if flushed:
+                    self._check_health(self.last_train_losses)
                 if bar is not None:
                     bar.update(1)
-                    if "train/total" in record:
-                        bar.set_postfix(loss=f"{record['train/total']:.4f}")
+                    if flushed:
+                        active = {} if self.health is None or not self.health.active else {
+                            "health": ",".join(self.health.active)}
+                        bar.set_postfix(loss=f"{record.get('train/total', math.nan):.4f}", **active)
+                self._stop_if_unhealthy()
                 if self._due(config.checkpoint_every) and self.step < config.steps:
                     self.train_seconds += time.perf_counter() - t0
                     t0 = time.perf_counter()
                     self.save_checkpoint()
+                    self._checkpoint_step = self.step
         finally:
             if bar is not None:
                 bar.close()
