@@ -49,12 +49,11 @@ def _key_values(items: list[str] | None, flag: str) -> dict[str, Any]:
     return out
 
 
-def _flag_type(hint: Any) -> tuple[type | None, bool]:
-    """(argparse type, is optional) of a config field's annotation: int, float, str, or one of them | None."""
+def _flag_type(hint: Any) -> type | None:
+    """The argparse type of a config field's annotation: int, float or str, or one of them | None."""
     args = [a for a in typing.get_args(hint) if a is not type(None)] if typing.get_origin(hint) in (
         typing.Union, types.UnionType) else [hint]
-    base = args[0] if len(args) == 1 else None
-    return (base if base in (int, float, str, bool) else None), len(args) != 1 or hint is not base
+    return args[0] if len(args) == 1 and args[0] in (int, float, str) else None
 
 
 def config_flags() -> list[tuple[dataclasses.Field, str, dict[str, Any]]]:
@@ -80,8 +79,7 @@ def config_flags() -> list[tuple[dataclasses.Field, str, dict[str, Any]]]:
             flag = f"--no-{name}" if default else f"--{name}"
             opts = dict(action="store_false" if default else "store_true", default=None, dest=f.name, help=doc)
         else:
-            kind, _ = _flag_type(hint)
-            opts = dict(type=kind, dest=f.name, help=f"{doc} (default {default})")
+            opts = dict(type=_flag_type(hint), dest=f.name, help=f"{doc} (default {default})")
             if f.metadata.get("choices"):
                 opts["choices"] = list(f.metadata["choices"])
             flag = f"--{name}"
@@ -263,18 +261,13 @@ def main(argv: list[str] | None = None) -> int:
         return handler(args)
     except EXPECTED_FAILURES as err:
         if int(os.environ.get("RANK", "0")) == 0:  # under torchrun one line, from rank 0
-            print(f"error: {_describe(err)}", file=sys.stderr)
+            print(f"error: {str(err) or type(err).__name__}", file=sys.stderr)
         return 2
 
 
 # bad values, missing files, a run that diverged or was stopped unhealthy (on_unhealthy=stop), OS errors
 # (permissions, a full or read-only disk, the network)
 EXPECTED_FAILURES = (ValueError, FloatingPointError, PluginError, OSError, ImportError, UnhealthyRunError)
-
-
-def _describe(err: BaseException) -> str:
-    return str(err) or type(err).__name__
-
 
 
 if __name__ == "__main__":

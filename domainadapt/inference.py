@@ -62,6 +62,13 @@ def to_device(x: Any, device: torch.device, channels_last: bool = False) -> Any:
     return x
 
 
+def batch_length(x: Any) -> int:
+    """Rows of a batch: a tensor, or a dict of tensors (tokenised text)."""
+    if isinstance(x, Mapping):
+        return len(next(iter(x.values())))
+    return x.shape[0]
+
+
 def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
     """torch.autocast for `dtype` on the device's type; a no-op for None."""
     if dtype is None:

@@ -40,16 +40,12 @@ def parse_options(cls: type[T], data: dict[str, Any] | None, *, where: str,
     if unknown:
         raise error(f"{where} does not take {noun} {unknown}; it takes {sorted(names)}")
     hints = typing.get_type_hints(cls)
-    values = {name: _check(hints[name], value, f"{where}: {name}", error) for name, value in data.items()}
+    values = {name: check_value(hints[name], value, f"{where}: {name}", error) for name, value in data.items()}
     return cls(**values)
 
 
 def check_value(hint: Any, value: Any, where: str, error: type[Exception] = OptionsError) -> Any:
     """`value` checked against the type `hint` (message: "{where} must be ..."); returns it (floats as float)."""
-    return _check(hint, value, where, error)
-
-
-def _check(hint: Any, value: Any, where: str, error: type[Exception]) -> Any:
     origin = typing.get_origin(hint)
     if origin in (Union, types.UnionType):
         args = typing.get_args(hint)
@@ -58,7 +54,7 @@ def _check(hint: Any, value: Any, where: str, error: type[Exception]) -> Any:
         last: Exception | None = None
         for arg in (a for a in args if a is not type(None)):
             try:
-                return _check(arg, value, where, error)
+                return check_value(arg, value, where, error)
             except Exception as err:  # noqa: BLE001 - try the next member of the union
                 last = err
         raise last if last is not None else error(f"{where}: got {value!r}")
@@ -71,7 +67,7 @@ def _check(hint: Any, value: Any, where: str, error: type[Exception]) -> Any:
             raise error(f"{where} must be a list, got {value!r}")
         args = [a for a in typing.get_args(hint) if a is not Ellipsis]
         item = args[0] if len(args) == 1 or (origin is tuple and len(set(args)) == 1) else Any
-        items = [_check(item, v, where, error) for v in value]
+        items = [check_value(item, v, where, error) for v in value]
         return tuple(items) if origin is tuple else items
     if origin is dict or hint is dict:
         if not isinstance(value, dict):
@@ -107,4 +103,4 @@ def check_call_options(fn: Any, options: dict[str, Any], *, where: str, error: t
         hints = {}
     for name, value in options.items():
         if name in params and name not in skip and name in hints:
-            _check(hints[name], value, f"{where}: option '{name}'", error)
+            check_value(hints[name], value, f"{where}: option '{name}'", error)

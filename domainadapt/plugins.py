@@ -98,6 +98,11 @@ class Registry(dict):
         discover(self.package, self.skip)
         return sorted(self)
 
+    def find(self, name: str) -> object | None:
+        """The entry named `name`, or None (after discovery)."""
+        discover(self.package, self.skip)
+        return self.get(name)
+
     def lookup(self, name: str) -> object:
         discover(self.package, self.skip)
         if name not in self:

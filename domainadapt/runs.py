@@ -218,11 +218,11 @@ def freeze_parameters(model: torch.nn.Module, patterns: list[str]) -> list[str]:
 def checkpoint_file(path: str | Path) -> Path:
     """The checkpoint a run directory (finished) or a checkpoint path names, as `init_from` reads it."""
     path = Path(path)
+    # a run directory, or a checkpoint inside one (RUN/checkpoints/*.pt of a run that wrote its config.json)
     run_dir = path if path.is_dir() else path.parent.parent if path.parent.name == "checkpoints" else None
-    if run_dir is not None and (run_dir / CONFIG_FILE).exists() and not (run_dir / RESULT_FILE).exists():
+    in_run = run_dir is not None and (path.is_dir() or (run_dir / CONFIG_FILE).exists())
+    if in_run and not (run_dir / RESULT_FILE).exists():
         raise CheckpointError(f"{run_dir} is not a finished run (no {RESULT_FILE}); finish it before starting from it")
-    if path.is_dir() and not (path / RESULT_FILE).exists():
-        raise CheckpointError(f"{path} is not a finished run (no {RESULT_FILE}); finish it before starting from it")
     return path / "checkpoints" / "last.pt" if path.is_dir() else path
 
 

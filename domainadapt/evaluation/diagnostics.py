@@ -59,8 +59,6 @@ def predict(model: nn.Module, dataset: Dataset, *, batch_size: int = 500,
             device: str | torch.device = "cpu") -> tuple[np.ndarray, np.ndarray]:
     """(predicted classes, true labels) of every row of `dataset`, in order (`inference.Predictions`); the
     model's train/eval flags are restored afterwards."""
-    if len(dataset) == 0:  # type: ignore[arg-type]
-        raise ValueError("predict: the dataset is empty")
     pred, true = run_loop(model, dataset, Predictions(), device=device, batch_size=batch_size)
     return pred.numpy(), true.numpy()
 

@@ -16,6 +16,8 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from ..inference import batch_length
+
 
 @dataclass
 class MethodContext:
@@ -94,13 +96,6 @@ class Method(nn.Module):
         )
         self.last_target_logits = None if out.logits_t is None else out.logits_t.detach()  # for train/health.py
         return self.losses(out, model)
-
-
-def batch_length(x: Any) -> int:
-    """Rows of a batch: a tensor, or a dict of tensors (tokenised text)."""
-    if isinstance(x, Mapping):
-        return len(next(iter(x.values())))
-    return x.shape[0]
 
 
 def concat_inputs(parts: list[Any]) -> Any:

@@ -89,15 +89,13 @@ def get_backbone(name: str) -> BackboneSpec:
 
 def backbone_modality(name: str) -> str:
     """'image' or 'text' for a registered backbone; 'text' for any other name (a Hugging Face folder or hub name)."""
-    _REGISTRY.names()  # discovery
-    spec = _REGISTRY.get(name)
+    spec = _REGISTRY.find(name)
     return spec.modality if spec is not None else "text"
 
 
 def resolve_text_backbone(name: str) -> str:
     """The folder or hub name a text backbone loads from: a registered name's `resolve()`, else the name itself."""
-    _REGISTRY.names()  # discovery
-    spec = _REGISTRY.get(name)
+    spec = _REGISTRY.find(name)
     if spec is None:
         return name
     if spec.modality != "text":
@@ -107,8 +105,7 @@ def resolve_text_backbone(name: str) -> str:
 
 def check_image_backbone(name: str, options: dict[str, Any]) -> BackboneSpec:
     """The spec of an image backbone, its options checked against the builder's signature (no build)."""
-    _REGISTRY.names()  # discovery
-    spec = _REGISTRY.get(name)
+    spec = _REGISTRY.find(name)
     if spec is None or spec.modality != "image":
         raise BackboneError(f"unknown backbone '{name}'; choose one of {available_backbones('image')}")
     accepted = spec.options()

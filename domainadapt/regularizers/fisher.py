@@ -24,7 +24,7 @@ from torch import nn
 from torch.func import functional_call, grad, vmap
 
 from ..data.streams import fetch_batch
-from ..inference import eval_mode
+from ..inference import batch_length, eval_mode, to_device
 
 FISHER_KINDS = ("true", "empirical", "exact")
 
@@ -130,14 +130,6 @@ def _rows(x: Any, start: int, stop: int) -> Any:
     return x[start:stop]
 
 
-def _to(x: Any, device: torch.device) -> Any:
-    return {k: v.to(device) for k, v in x.items()} if isinstance(x, dict) else x.to(device)
-
-
-def _length(x: Any) -> int:
-    return len(next(iter(x.values()))) if isinstance(x, dict) else len(x)
-
-
 # ----------------------------------------------------------------------------------------------- the Fisher
 
 
@@ -192,11 +184,11 @@ def diagonal_fisher(
         labels_of = None if logits is None else (lambda x: logits(square_sums.forward, x))
         for start in range(0, len(index), batch_size):
             x_b, y_b = fetch(index[start : start + batch_size])
-            x_b, y_b = _to(x_b, device), torch.as_tensor(y_b).long().to(device)
+            x_b, y_b = to_device(x_b, device), torch.as_tensor(y_b).long().to(device)
             if kind != "exact":
                 y_b = sample_fisher_labels(labels_of, x_b, y_b, kind, generator, chunk_size=max(chunk_size, 256))
             step = chunk_size if vectorize else 1
-            for s in range(0, _length(x_b), step):
+            for s in range(0, batch_length(x_b), step):
                 x, y = _rows(x_b, s, s + step), y_b[s : s + step]
                 if kind == "exact":
                     with torch.no_grad():

@@ -32,6 +32,10 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be used: damaged, not a checkpoint, or another run's."""
 
 
+class CheckpointMismatchError(CheckpointError):
+    """A sound checkpoint of another run (another config hash)."""
+
+
 def save_checkpoint(path: str | Path, state: dict[str, Any], *, keep_previous: bool = False) -> None:
     """Serialise fully, then write `path` atomically; with keep_previous the file it replaces becomes prev.pt."""
     buffer = io.BytesIO()
@@ -75,7 +79,7 @@ def load_checkpoint(path: str | Path, expected_hash: str | None = None, *, requi
     if state["format_version"] not in (1, FORMAT_VERSION):
         raise CheckpointError(f"checkpoint {path} has format {state['format_version']}, this code reads {FORMAT_VERSION}")
     if expected_hash is not None and state.get("config_hash") != expected_hash:
-        raise CheckpointError(
+        raise CheckpointMismatchError(
             f"checkpoint {path} belongs to another run (config hash {state.get('config_hash')}, this run is "
             f"{expected_hash}); use a fresh output directory or the config that wrote it"
         )
@@ -94,8 +98,10 @@ def load_latest(path: str | Path, expected_hash: str | None = None) -> dict[str,
         return None
     try:
         return load_checkpoint(path, expected_hash, require_keys=True)
+    except CheckpointMismatchError:
+        raise
     except CheckpointError as err:
-        if "belongs to another run" in str(err) or not previous.exists():
+        if not previous.exists():
             raise
         warnings.warn(f"{err}; resuming from the previous checkpoint {previous}", stacklevel=2)
         return load_checkpoint(previous, expected_hash, require_keys=True)
