@@ -8,7 +8,6 @@ import inspect
 import json
 import math
 import re
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -26,7 +25,7 @@ from domainadapt.train.health import HEALTH_CODES, entropy, method_domain_weight
 from domainadapt.train.logging import read_metrics
 from domainadapt.train.trainer import Trainer
 
-from gloo import run_worker_script
+from gloo import run_configs_on_two_ranks
 from toy import toy_domain, write_toy_pair
 
 LN10 = math.log(10)
@@ -403,29 +402,6 @@ def test_table_marks_cells_whose_runs_warned(tmp_path):
 
 # ------------------------------------------------------------------------------------------------ DDP
 
-_DDP_WORKER = textwrap.dedent(
-    """
-    import json, os, sys
-    import torch, torch.distributed as dist, torch.multiprocessing as mp
-
-    def work(rank, port, out):
-        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
-                          WORLD_SIZE="2")
-        torch.set_num_threads(1)
-        dist.init_process_group("gloo", rank=rank, world_size=2)
-        from domainadapt.runs import run
-        from domainadapt.train import TrainConfig, UnhealthyRunError
-        for name, config in json.loads(open(os.path.join(out, "jobs.json")).read()):
-            try:
-                run(TrainConfig.from_dict(config), os.path.join(out, name))
-            except UnhealthyRunError as err:
-                open(os.path.join(out, f"{name}.stopped.{rank}"), "w").write(str(err))
-        dist.destroy_process_group()
-
-    if __name__ == "__main__":
-        mp.spawn(work, args=(int(sys.argv[1]), sys.argv[2]), nprocs=2, join=True)
-    """
-)
 
 
 def test_two_processes_judge_alike_and_stop_together(toy, tmp_path):
@@ -433,8 +409,7 @@ def test_two_processes_judge_alike_and_stop_together(toy, tmp_path):
     alike: the records equal a 1-process run's (codes and steps), and "stop" ends both ranks at the same step."""
     jobs = [["warn", _config(toy, method="dann", **CRUSHED).to_dict()],
             ["stop", _config(toy, method="dann", on_unhealthy="stop", **CRUSHED).to_dict()]]
-    (tmp_path / "jobs.json").write_text(json.dumps(jobs))
-    proc = run_worker_script(_DDP_WORKER, tmp_path, timeout=300)
+    proc = run_configs_on_two_ranks(jobs, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     single = run(_config(toy, method="dann", **CRUSHED), tmp_path / "single")
     assert read_result(tmp_path / "warn")["health"] == single["health"]

@@ -10,9 +10,7 @@ it, no result.json); the same `run()` call then resumes it and must end bitwise 
 
 from __future__ import annotations
 
-import json
 import math
-import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +27,7 @@ from domainadapt.train.checkpoint import save_checkpoint
 from domainadapt.train.logging import read_metrics
 from domainadapt.train.trainer import Trainer
 
-from gloo import run_worker_script
+from gloo import run_configs_on_two_ranks
 from toy import write_toy_pair
 
 STEPS, CHECKPOINT_EVERY, KILL_AT = 12, 4, 6  # the kill comes 2 steps after the step-4 checkpoint
@@ -266,27 +264,6 @@ DDP_CASES = {
     "batch_norm_backbone": dict(backbone_kwargs={"batch_norm": True}),
 }
 
-_DDP_WORKER = textwrap.dedent(
-    """
-    import json, os, sys
-    import torch, torch.distributed as dist, torch.multiprocessing as mp
-
-    def work(rank, port, out):
-        # what torchrun puts in the environment; the group is joined once for all jobs (run() then uses it)
-        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
-                          WORLD_SIZE="2")
-        torch.set_num_threads(1)
-        dist.init_process_group("gloo", rank=rank, world_size=2)
-        from domainadapt.runs import run
-        from domainadapt.train import TrainConfig
-        for name, config in json.loads(open(os.path.join(out, "jobs.json")).read()):
-            run(TrainConfig.from_dict(config), os.path.join(out, name))
-        dist.destroy_process_group()
-
-    if __name__ == "__main__":
-        mp.spawn(work, args=(int(sys.argv[1]), sys.argv[2]), nprocs=2, join=True)
-    """
-)
 
 
 def _ddp_config(toy, **overrides) -> TrainConfig:
@@ -298,8 +275,7 @@ def two_process_runs(toy, tmp_path_factory) -> Path:
     """Every DDP case trained once on 2 gloo processes (one launch: the start-up is most of the cost)."""
     out = tmp_path_factory.mktemp("ddp")
     jobs = [[name, _ddp_config(toy, **kw).to_dict()] for name, kw in DDP_CASES.items()]
-    (out / "jobs.json").write_text(json.dumps(jobs))
-    proc = run_worker_script(_DDP_WORKER, out, timeout=300)
+    proc = run_configs_on_two_ranks(jobs, out)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out
 
