@@ -68,7 +68,7 @@ class FeatureExtractor:
                 )
 
     def __call__(self, domain: DigitDomain) -> torch.Tensor:
-        images = domain.images.float() / 255.0
+        images = domain_pixels(domain)
         if self.spec.kind == "pixels":
             return images.flatten(1)
         if self.spec.kind == "inception":
@@ -80,6 +80,15 @@ class FeatureExtractor:
                              f"the domain has {domain.image_size}px")
         return extract_features(self.model, images, [self.spec.layer], batch_size=self.batch_size,
                                 device=self.device)[self.spec.layer]
+
+
+def domain_pixels(domain: Any) -> torch.Tensor:
+    """Float N×3×S×S in [0, 1]: an in-memory domain's images, or a file-backed domain's items decoded one by one
+    (its pipeline: a square resize unless set otherwise; measure a sample, `sample_domain`, of a large one)."""
+    images = getattr(domain, "images", None)
+    if isinstance(images, torch.Tensor):
+        return images.float() / 255.0
+    return torch.stack([domain[i][0] for i in range(len(domain))])
 
 
 def sample_domain(domain: DigitDomain, n: int | None, seed: int) -> DigitDomain:

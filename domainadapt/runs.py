@@ -50,7 +50,7 @@ def check_inputs(config: TrainConfig) -> None:
     task = get_task(config.task)
     task.check(config, task.options(config))
     if backbone_modality(config.backbone) == "image":  # any task's image backbone: its options, by signature
-        check_image_backbone(config.backbone, config.backbone_kwargs)
+        check_image_backbone(config.backbone, config.backbone_kwargs, config.image_size)
     if config.init_from is not None:
         if not Path(config.init_from).exists():
             raise CheckpointError(f"init_from: no run directory or checkpoint at {config.init_from}")
@@ -142,7 +142,8 @@ def _run_locked(config: TrainConfig, run_dir: Path) -> dict[str, Any]:
         task = task_def.build(config, task_def.options(config), init_state)
         model = task.model
         freeze_parameters(model, config.freeze)
-        context = MethodContext(feature_dim=task.feature_dim, num_classes=task.num_classes, total_steps=config.steps)
+        context = MethodContext(feature_dim=task.feature_dim, num_classes=task.num_classes, total_steps=config.steps,
+                                micro_steps=config.grad_accum)
         method = build_method(config.method, context, **config.method_kwargs)
         regularizers = build_regularizers(config.regularizers, model, RegularizerContext(
             previous=init_state, fisher=task.fisher, no_fisher_reason=task.no_fisher_reason))

@@ -78,7 +78,7 @@ def test_dann_domain_loss_trains_the_discriminator_and_reverses_into_features():
     g = torch.Generator().manual_seed(3)
     f_s = torch.randn(16, 4, generator=g, requires_grad=True)
     f_t = torch.randn(16, 4, generator=g, requires_grad=True)
-    method = build_method("dann", MethodContext(4, 3, 10), hidden=(8,))
+    method = build_method("dann", MethodContext(4, 3, 10), hidden=(8,), start_below=1.0)  # adversary on at once
     out = _step_output(f_s, f_t)
     out.progress = 1.0
     loss = method.losses(out, nn.Identity())["domain"]

@@ -6,6 +6,12 @@ so its whole state is two integers, which go into every checkpoint; resuming con
 
 Under DDP every rank draws the same *global* batch indices and keeps its own contiguous slice, so a run on
 W processes sees exactly the examples a 1-process run with the same global batch sees.
+
+Random augmentation stays resumable: a dataset that declares `seeded_items = True` (the lazy ImageFileDomain)
+receives `(index, draw_seed)` pairs, draw_seed = a hash of (stream seed, epoch, position in the epoch), and runs
+its augmentation under that seed; so the crops are a function of the stream's two-integer state, the same in
+the training process and in any read-ahead worker. A dataset with `sample_weights` (class-balanced sampling)
+gets each epoch's order as n seeded draws with replacement ∝ those weights instead of a permutation.
 """
 
 from __future__ import annotations
@@ -16,15 +22,24 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from ..seeding import seed_worker
+from .image_files import mix64
 
 
-def fetch_batch(dataset: Dataset, index: torch.Tensor) -> Any:
+def fetch_batch(dataset: Dataset, index: torch.Tensor | list) -> Any:
     """Rows `index` of a dataset: one gather through `get_batch` where the dataset has it (the in-memory
-    domains), else item by item, collated (any map-style dataset of (x, y) pairs)."""
+    domains), else item by item, collated (any map-style dataset of (x, y) pairs; `index` may then be a list of
+    `(index, draw_seed)` pairs for a dataset with `seeded_items`)."""
     get_batch = getattr(dataset, "get_batch", None)
     if callable(get_batch):
         return get_batch(index)
+    if isinstance(index, list):
+        return default_collate([dataset[item] for item in index])
     return default_collate([dataset[int(i)] for i in index])
+
+
+def draw_seed(stream_seed: int, epoch: int, position: int) -> int:
+    """The augmentation seed of the item at `position` of epoch `epoch` of a stream (rank-independent)."""
+    return mix64(stream_seed, epoch, position)
 
 
 class StreamError(ValueError):
@@ -81,6 +96,8 @@ class InfiniteBatchStream:
         self.num_workers = num_workers
         self.pin_memory = pin_memory
         self._ahead: Any = None  # DataLoader iterator reading ahead (num_workers > 0)
+        self.seeded_items = bool(getattr(dataset, "seeded_items", False)) and not callable(
+            getattr(dataset, "get_batch", None))
 
     def _clone_position(self) -> "InfiniteBatchStream":
         clone = InfiniteBatchStream.__new__(InfiniteBatchStream)
@@ -103,13 +120,18 @@ class InfiniteBatchStream:
     def _permutation(self) -> torch.Tensor:
         if self._perm_epoch != self.epoch:
             g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-            self._perm = torch.randperm(self.n, generator=g)
+            weights = getattr(self.dataset, "sample_weights", None)
+            if weights is not None:  # class-balanced: n seeded draws with replacement, a pure function of the epoch
+                self._perm = torch.multinomial(torch.as_tensor(weights, dtype=torch.float64), self.n,
+                                               replacement=True, generator=g)
+            else:
+                self._perm = torch.randperm(self.n, generator=g)
             self._perm_epoch = self.epoch
         assert self._perm is not None
         return self._perm
 
-    def next_indices(self) -> torch.Tensor:
-        """This rank's indices for the next batch (advances the stream)."""
+    def _advance(self) -> tuple[torch.Tensor, int]:
+        """(this rank's indices for the next batch, the epoch position of its first row); advances the stream."""
         if self.position + self.batch_size > self.n:
             self.epoch += 1
             self.position = 0
@@ -117,9 +139,20 @@ class InfiniteBatchStream:
         start = self.position + self.rank * self.local_batch_size
         index = perm[start : start + self.local_batch_size]
         self.position += self.batch_size
-        return index
+        return index, start
 
-    def fetch(self, index: torch.Tensor) -> Any:
+    def next_indices(self) -> torch.Tensor:
+        """This rank's indices for the next batch (advances the stream)."""
+        return self._advance()[0]
+
+    def next_items(self) -> torch.Tensor | list[tuple[int, int]]:
+        """What the dataset is asked for next: the indices, or (index, draw_seed) pairs for seeded datasets."""
+        index, start = self._advance()
+        if not self.seeded_items:
+            return index
+        return [(i, draw_seed(self.seed, self.epoch, start + j)) for j, i in enumerate(index.tolist())]
+
+    def fetch(self, index: torch.Tensor | list) -> Any:
         return fetch_batch(self.dataset, index)
 
     def __iter__(self) -> "InfiniteBatchStream":
@@ -127,11 +160,14 @@ class InfiniteBatchStream:
 
     def __next__(self) -> Any:
         if self.num_workers <= 0:
-            return self.fetch(self.next_indices())
+            return self.fetch(self.next_items())
         if self._ahead is None:
             self._start_read_ahead()
         self.next_indices()  # advance the consumed position in step with the workers
-        return next(self._ahead)
+        try:
+            return next(self._ahead)
+        except Exception as err:  # a worker's error arrives with its traceback in the message: keep the last line
+            raise _one_line(err) from None
 
     def state_dict(self) -> dict[str, int]:
         return {
@@ -161,4 +197,18 @@ class _IndexSampler(Sampler):
 
     def __iter__(self):
         while True:
-            yield self.stream.next_indices().tolist()
+            items = self.stream.next_items()
+            yield items if isinstance(items, list) else items.tolist()
+
+
+def _one_line(err: Exception) -> Exception:
+    """The error a DataLoader worker raised, as its own type with its own message (without the traceback text)."""
+    text = str(err)
+    if not text.startswith("Caught "):
+        return err
+    last = text.rstrip().splitlines()[-1]
+    message = last.split(": ", 1)[1] if ": " in last and last.split(": ", 1)[0].endswith(type(err).__name__) else last
+    try:
+        return type(err)(message)
+    except Exception:  # noqa: BLE001 - an exception type that cannot be built from one string: keep it whole
+        return err

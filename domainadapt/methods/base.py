@@ -26,6 +26,7 @@ class MethodContext:
     feature_dim: int
     num_classes: int
     total_steps: int
+    micro_steps: int = 1  # forwards per optimizer step in each process (gradient accumulation)
 
 
 @dataclass
@@ -57,6 +58,9 @@ class Method(nn.Module):
     uses_source: ClassVar[bool] = True
     uses_target: ClassVar[bool] = True
     uses_target_labels: ClassVar[bool] = False
+    # Bump when a change of the method's code or defaults changes what a run computes: the revision is part of
+    # the run key (TrainConfig.key_dict), so a stored result of the old behaviour is never read as the new one.
+    revision: ClassVar[int] = 0
 
     def __init__(self, context: MethodContext) -> None:
         super().__init__()

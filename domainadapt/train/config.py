@@ -10,6 +10,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..methods.registry import MethodError, get_method_class
 from ..options import check_value
 from .health import ON_UNHEALTHY, parse_health_options
 from .schedules import SCHEDULES
@@ -113,7 +114,11 @@ class TrainConfig:
         (so adding a field with a default later leaves every existing run's key, and its results, valid)."""
         defaults = TrainConfig().to_dict()
         skip = self.execution_fields()
-        return {k: v for k, v in self.to_dict().items() if k not in skip and v != defaults[k]}
+        key = {k: v for k, v in self.to_dict().items() if k not in skip and v != defaults[k]}
+        revision = method_revision(self.method)
+        if revision:  # the method's behaviour changed since revision 0 (Method.revision)
+            key["method_revision"] = revision
+        return key
 
     def config_hash(self) -> str:
         blob = json.dumps(self.key_dict(), sort_keys=True, default=str).encode()
@@ -170,3 +175,11 @@ class TrainConfig:
             raise ConfigError(f"layer_lr_decay must be a finite number > 0 or None (ULMFiT uses 1/2.6), got {decay!r}")
         if isinstance(self.unfreeze_every, bool) or not isinstance(self.unfreeze_every, int) or self.unfreeze_every < 0:
             raise ConfigError(f"unfreeze_every must be an integer >= 0 (0: no gradual unfreezing), got {self.unfreeze_every!r}")
+
+
+def method_revision(name: str) -> int:
+    """The registered method's `revision` (0 for a name no method has: validation reports that elsewhere)."""
+    try:
+        return int(getattr(get_method_class(name), "revision", 0))
+    except MethodError:
+        return 0
