@@ -24,6 +24,22 @@ class DomainError(ValueError):
     """Bad input about a domain or its data; the message names the problem."""
 
 
+def check_name_and_classes(name: object, classes: object) -> tuple[str, ...]:
+    """The checks every domain kind makes on its name and class tuple (one-line DomainErrors); the classes as a
+    tuple."""
+    if not isinstance(name, str) or not name:
+        raise DomainError(f"domain name must be a non-empty string, got {name!r}")
+    where = f"domain {name!r}"
+    if isinstance(classes, str) or not isinstance(classes, Sequence):
+        raise DomainError(f"{where}: classes must be a tuple of strings, got {classes!r}")
+    classes = tuple(classes)
+    if not classes or not all(isinstance(c, str) for c in classes):
+        raise DomainError(f"{where}: classes must be a non-empty tuple of strings, got {classes!r}")
+    if len(set(classes)) != len(classes):
+        raise DomainError(f"{where}: class names repeat: {classes!r}")
+    return classes
+
+
 @dataclass(eq=False, repr=False)
 class DigitDomain(Dataset):
     """N images (uint8, N×3×S×S, contiguous) with int64 labels in [0, len(classes))."""
@@ -34,16 +50,8 @@ class DigitDomain(Dataset):
     classes: tuple[str, ...] = DIGIT_CLASSES
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name:
-            raise DomainError(f"domain name must be a non-empty string, got {self.name!r}")
+        self.classes = check_name_and_classes(self.name, self.classes)
         where = f"domain {self.name!r}"
-        if isinstance(self.classes, str) or not isinstance(self.classes, Sequence):
-            raise DomainError(f"{where}: classes must be a tuple of strings, got {self.classes!r}")
-        self.classes = tuple(self.classes)
-        if not self.classes or not all(isinstance(c, str) for c in self.classes):
-            raise DomainError(f"{where}: classes must be a non-empty tuple of strings, got {self.classes!r}")
-        if len(set(self.classes)) != len(self.classes):
-            raise DomainError(f"{where}: class names repeat: {self.classes!r}")
         images, labels = self.images, self.labels
         if not isinstance(images, torch.Tensor) or not isinstance(labels, torch.Tensor):
             raise DomainError(

@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 import torch
 from torch.utils.data import Dataset
 
-from .domain import DomainError
+from .domain import DomainError, check_name_and_classes
 from .transforms import RANDOM_TRANSFORMS, Transform, build_transform, check_transform_name
 
 PROTOCOLS = ("split", "whole", "official")  # how a domain's train/test parts were made (load_splits)
@@ -63,16 +63,8 @@ class ImageFileDomain(Dataset):
     seeded_items: ClassVar[bool] = True  # InfiniteBatchStream sends (index, draw_seed) pairs
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name:
-            raise DomainError(f"domain name must be a non-empty string, got {self.name!r}")
+        self.classes = check_name_and_classes(self.name, self.classes)
         where = f"domain {self.name!r}"
-        if isinstance(self.classes, str) or not isinstance(self.classes, Sequence):
-            raise DomainError(f"{where}: classes must be a tuple of strings, got {self.classes!r}")
-        self.classes = tuple(self.classes)
-        if not self.classes or not all(isinstance(c, str) for c in self.classes):
-            raise DomainError(f"{where}: classes must be a non-empty tuple of strings, got {self.classes!r}")
-        if len(set(self.classes)) != len(self.classes):
-            raise DomainError(f"{where}: class names repeat: {self.classes!r}")
         self.paths = tuple(str(p) for p in self.paths)
         labels = torch.as_tensor(self.labels)
         if labels.ndim != 1 or labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
