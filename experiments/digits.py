@@ -108,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     source = summary_table(frame, metric="source_test/acc", rows=["pair"], cols="method", col_order=args.methods)
     source.index.name = "source → target"
     source_text = ("\n\nSource test accuracy (%) of the same runs: an adaptation method whose source task did not "
-                   "train is not adapting (chance is 10%).\n\n" + render(source, "markdown"))
+                   "train is not adapting (chance is 10%); target_oracle trains on the target's labels alone, so its column is "
+                   "the reverse transfer.\n\n" + render(source, "markdown"))
     closed_text = ""
     if {"source_only", "target_oracle"} <= set(args.methods) and len(args.methods) > 2:
         closed = (100 * gap_closed(frame, rows=["pair"])).round(1)
