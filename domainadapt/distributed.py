@@ -34,6 +34,18 @@ class DistContext:
             dist.all_reduce(t, op=dist.ReduceOp.SUM)
         return t
 
+    def all_reduce_mean(self, t: torch.Tensor) -> torch.Tensor:
+        """The mean over the processes (in place, like all_reduce_sum); `t` itself with one process."""
+        return self.all_reduce_sum(t) / self.world_size if self.enabled else t
+
+    @classmethod
+    def current(cls) -> "DistContext":
+        """The process group this process is in (for code that is not handed a context, e.g. a method's state);
+        a one-process context outside torch.distributed."""
+        if not (dist.is_available() and dist.is_initialized()):
+            return cls()
+        return cls(rank=dist.get_rank(), world_size=dist.get_world_size())
+
     def all_gather_object(self, obj: Any) -> list[Any]:
         if not self.enabled:
             return [obj]

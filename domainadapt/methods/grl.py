@@ -11,8 +11,9 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.distributed as dist
 from torch import nn
+
+from ..distributed import DistContext
 
 
 class _GradReverse(torch.autograd.Function):
@@ -92,7 +93,7 @@ class AdversaryWarmStart(nn.Module):
         self._calls += 1
         if self._calls % self.micro_steps:
             return  # more forwards of this optimizer step to come
-        mean = global_mean(self.pending_sum / self.micro_steps)
+        mean = DistContext.current().all_reduce_mean(self.pending_sum / self.micro_steps)
         self.pending_sum.zero_()
         average = torch.where(self.loss_average < 0, mean,
                               self.smoothing * self.loss_average + (1.0 - self.smoothing) * mean)
@@ -100,11 +101,3 @@ class AdversaryWarmStart(nn.Module):
         opens = (self.opened_at < 0) & (average < self.threshold)
         self.opened_at.copy_(torch.where(opens, torch.full_like(average, progress), self.opened_at))
 
-
-def global_mean(value: torch.Tensor) -> torch.Tensor:
-    """The mean of a 0-d tensor over the processes of torch.distributed (itself when there is one process)."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return value
-    total = value.clone()
-    dist.all_reduce(total, op=dist.ReduceOp.SUM)
-    return total / dist.get_world_size()
