@@ -9,16 +9,22 @@ to generate) in two folders (source and target, half each, 10 classes); both pat
 so the eager tensor is as large as full-size photos would make it. Run: --steps DANN steps (source and target
 streams), batch 32, digits_cnn backbone, num_workers 2 for the lazy path (0 for the eager one: its batches are
 one gather), then the final evaluation on a small held-out split (--test-fraction) in batches of --batch-size.
-DANN's discriminator is fc100 → 1 (Ganin et al.'s MNIST one): the default 1024 → 1024 on digits_cnn's
-48·53² = 134,832 features at 224 px alone is 138 M parameters, ×3 with gradients and momentum.
+Backbone: --backbone (default mobilenet_v3_small with random weights, a real ImageNet-size network whose
+activations at 224 px are small; digits_cnn keeps full-resolution conv maps, several hundred MB at 224 px, and
+its 134,832 features would make DANN's default 1024-unit discriminator 138 M parameters). DANN's discriminator
+is fc100 → 1 (Ganin et al.'s MNIST one).
 
-The model's parameters and activations (digits_cnn keeps full-resolution conv maps: at 224 px, batch 32 per
-domain, several hundred MB) and the torch libraries (~0.4 GB) count in both peaks alike; the data is the
-difference. `worker_peak` comes from RUSAGE_CHILDREN: the largest finished child (a DataLoader worker, or a
+The model's parameters and activations and the torch libraries (~0.4 GB) count in both peaks alike; the data is
+the difference. `worker_peak` comes from RUSAGE_CHILDREN: the largest finished child (a DataLoader worker, or a
 helper such as ctypes' find_library), counting the pages it shares with the training process.
-Aim: lazy peak < 1.5 GB (training process), and far below the eager one.
+`model` is a third child: the same network's steps on random tensors of the same batch (no data at all), the
+floor of both; the data overheads are each peak minus it. Aim: lazy peak < 1.5 GB (training process), far below
+the eager one. On the CUDA build of torch, importing torch + torchvision alone is ~0.67 GB, and a 224-px batch of
+32 + 32 through mobilenet_v3_small with gradients ~1.25 GB more, so at that batch the floor itself is above
+1.5 GB; --batch-size 8 shows the aim for the whole process.
 
-    python benchmarks/image_memory.py [--images 20000] [--image-size 224] [--steps 10] [--out result.json]
+    python benchmarks/image_memory.py [--images 20000] [--image-size 224] [--steps 10] [--backbone mobilenet_v3_small]
+                                      [--out result.json]
 """
 
 from __future__ import annotations
@@ -53,27 +59,61 @@ def make_folder(root: Path, n: int, seed: int) -> None:
         Image.fromarray(pixels).save(root / f"class_{i % NUM_CLASSES}" / f"{i:06d}.jpg", quality=85)
 
 
+def bare_model_steps(args: argparse.Namespace) -> None:
+    """The floor no data path can go below: the same network trained for --steps steps on random tensors of the
+    same batch (source + target, 2 × --batch-size), with a fc100 → 1 domain head as DANN's, no data at all."""
+    import torch
+    import torch.nn.functional as F
+
+    from domainadapt.models import build_model
+
+    model = build_model(args.backbone, NUM_CLASSES, args.image_size,
+                        {} if args.backbone == "digits_cnn" else {"weights": None})
+    domain_head = torch.nn.Sequential(torch.nn.Linear(model.feature_dim, 100), torch.nn.ReLU(), torch.nn.Linear(100, 1))
+    params = [*model.parameters(), *domain_head.parameters()]
+    optimizer = torch.optim.SGD(params, lr=0.01, momentum=0.9)
+    b = args.batch_size
+    for _ in range(args.steps):
+        x = torch.rand(2 * b, 3, args.image_size, args.image_size)
+        features, logits = model.features_and_logits(x)
+        domain = torch.cat([torch.ones(b, 1), torch.zeros(b, 1)])
+        loss = F.cross_entropy(logits[:b], torch.randint(0, NUM_CLASSES, (b,))) + \
+            F.binary_cross_entropy_with_logits(domain_head(features), domain)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+
 def child(args: argparse.Namespace) -> int:
     """One training run (in this fresh process); prints its peaks as one JSON line."""
     from domainadapt.runs import run
     from domainadapt.train import TrainConfig
 
+    if args.child == "model":
+        t0 = time.perf_counter()
+        bare_model_steps(args)
+        return _report(0, time.perf_counter() - t0)
+
     prefix = "lazy_folder:" if args.child == "lazy" else "folder:"
     config = TrainConfig(
         source=f"{prefix}{args.data / 'source'}", target=f"{prefix}{args.data / 'target'}", method="dann",
-        method_kwargs={"hidden": [100]}, backbone="digits_cnn", image_size=args.image_size, steps=args.steps, batch_size=args.batch_size,
+        method_kwargs={"hidden": [100]}, backbone=args.backbone,
+        backbone_kwargs={} if args.backbone == "digits_cnn" else {"weights": None}, image_size=args.image_size, steps=args.steps, batch_size=args.batch_size,
         test_fraction=args.test_fraction, eval_batch_size=args.batch_size, log_every=args.steps,
         num_workers=args.workers if args.child == "lazy" else 0, device="cpu", progress=False,
     )
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as run_dir:
         run(config, run_dir)
-    seconds = time.perf_counter() - t0
+    return _report(config.num_workers, time.perf_counter() - t0)
+
+
+def _report(num_workers: int, seconds: float) -> int:
     kb = 1024  # ru_maxrss is in KiB on Linux
     print(json.dumps({
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / kb,
         "worker_peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / kb,  # largest child
-        "num_workers": config.num_workers,
+        "num_workers": num_workers,
         "seconds": round(seconds, 1),
     }))
     return 0
@@ -82,7 +122,7 @@ def child(args: argparse.Namespace) -> int:
 def measure(mode: str, data: Path, args: argparse.Namespace) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", mode, "--data", str(data),
            "--image-size", str(args.image_size), "--steps", str(args.steps), "--batch-size", str(args.batch_size),
-           "--workers", str(args.workers), "--test-fraction", str(args.test_fraction)]
+           "--workers", str(args.workers), "--backbone", args.backbone, "--test-fraction", str(args.test_fraction)]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode:
         raise SystemExit(f"{mode} run failed (exit {done.returncode}):\n{done.stderr[-4000:]}")
@@ -97,8 +137,9 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers of the lazy path")
     parser.add_argument("--test-fraction", type=float, default=0.05)
+    parser.add_argument("--backbone", default="mobilenet_v3_small", help="digits_cnn or a torchvision model name")
     parser.add_argument("--out", type=Path)
-    parser.add_argument("--child", choices=("lazy", "eager"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=("lazy", "eager", "model"), help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -111,21 +152,28 @@ def main() -> int:
         generate_s = time.perf_counter() - t0
         lazy = measure("lazy", data, args)
         eager = measure("eager", data, args)
+        model = measure("model", data, args)
     s = args.image_size
     result = {
         "images": args.images,
         "image_size": s,
         "steps": args.steps,
         "batch_size": args.batch_size,
+        "backbone": args.backbone,
         "generate_seconds": round(generate_s, 1),
         "eager_tensor_mb": args.images * 3 * s * s / 2**20,
         "lazy_peak_rss_mb": lazy["peak_rss_mb"],
         "eager_peak_rss_mb": eager["peak_rss_mb"],
         "lazy_worker_peak_rss_mb": lazy["worker_peak_rss_mb"],
+        "model_only_peak_rss_mb": model["peak_rss_mb"],
+        "lazy_data_overhead_mb": lazy["peak_rss_mb"] - model["peak_rss_mb"],
+        "eager_data_overhead_mb": eager["peak_rss_mb"] - model["peak_rss_mb"],
         "aim": f"lazy_peak_rss_mb < {AIM_LAZY_MB}",
         "aim_met": lazy["peak_rss_mb"] < AIM_LAZY_MB,
-        "runs": {"lazy": lazy, "eager": eager},
+        "runs": {"lazy": lazy, "eager": eager, "model": model},
     }
+    print(f"model only:        peak RSS {model['peak_rss_mb']:8.0f} MB (the network's steps on random tensors, "
+          f"no data)")
     print(f"eager folder:      peak RSS {eager['peak_rss_mb']:8.0f} MB "
           f"(image tensor alone {result['eager_tensor_mb']:.0f} MB)")
     print(f"lazy lazy_folder:  peak RSS {lazy['peak_rss_mb']:8.0f} MB "

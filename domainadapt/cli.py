@@ -1,4 +1,4 @@
-"""`domainadapt train | table | measure | reproduce | domains | methods | tasks | regularizers | backbones`.
+"""`domainadapt train | table | measure | shards | reproduce | domains | methods | tasks | regularizers | backbones`.
 
 Bad input ends with one line `error: ...` naming the problem and exit status 2, never a traceback.
 """
@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from .data import describe_domains
+from .data import describe_domains, load_file_parts, write_shards
 from .domain_gap import measure_domains, summary_rows
 from .io import atomic_write_json, atomic_write_text
 from .methods import available_methods, get_method_class
@@ -233,6 +233,24 @@ def _measure(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_shards(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("shards", help="pack a file-backed domain (folder, image list, benchmark) into WebDataset shards")
+    p.add_argument("source", help="lazy_folder:PATH, list:PATH or a benchmark domain such as domainnet:clipart")
+    p.add_argument("out", type=Path, help="a new folder; train with --source shards:OUT")
+    p.add_argument("--data-root", help="the benchmarks' root folder (for office31:… and the like)")
+    p.add_argument("--max-count", type=int, default=100_000, help="examples per shard at most")
+    p.add_argument("--max-gb", type=float, default=3.0, help="bytes per shard at most, in GB")
+    p.add_argument("--no-check-counts", action="store_true", help="accept a benchmark folder of unexpected size")
+
+
+def _shards(args: argparse.Namespace) -> int:
+    parts = load_file_parts(args.source, root=args.data_root, check_counts=not args.no_check_counts)
+    out = write_shards(parts, args.out, max_count=args.max_count, max_bytes=args.max_gb * 1e9)
+    counts = ", ".join(f"{part} {len(domain)}" for part, domain in parts.items())
+    print(f"wrote {out} ({counts} images); use it as shards:{out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="domainadapt", description=__doc__)
     parser.add_argument("--plugin", action="append", default=[], metavar="MODULE_OR_FILE",
@@ -248,13 +266,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("backbones", help="list the backbones")
     _add_reproduce(sub)
     _add_measure(sub)
+    _add_shards(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"train": _train, "table": _table, "domains": _domains, "methods": _methods, "reproduce": _reproduce,
-                "measure": _measure, "tasks": _tasks, "regularizers": _regularizers, "backbones": _backbones}
+                "measure": _measure, "shards": _shards, "tasks": _tasks, "regularizers": _regularizers, "backbones": _backbones}
     handler = handlers[args.command]
     try:
         add_plugins(args.plugin)

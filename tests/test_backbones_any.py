@@ -95,7 +95,7 @@ def test_a_torchvision_vit_takes_the_image_size_it_was_built_for():
 def test_the_bottleneck_is_the_feature_the_methods_align():
     model = build_model("timm:resnet18", 10, 32, {"bottleneck": 256})
     assert model.feature_dim == 256 and get_backbone("timm:resnet18").feature_dim(32, bottleneck=256) == 256
-    layers = model.backbone.extractor.net.bottleneck  # fc 256 → BatchNorm1d → ReLU (CDAN / TLlib)
+    layers = model.backbone.bottleneck  # fc 256 → BatchNorm1d → ReLU (CDAN / TLlib)
     assert [type(m).__name__ for m in layers] == ["Linear", "BatchNorm1d", "ReLU"] and layers[0].in_features == 512
     f, logits = model.features_and_logits(torch.rand(4, 3, 32, 32))
     assert f.shape == (4, 256) and (f >= 0).all() and logits.shape == (4, 10)
@@ -127,8 +127,8 @@ def test_blocks_of_mobilenet_and_a_timm_resnet():
                                                                                    "head.net.0"]
     assert model_blocks(resnet)[0] == ("backbone.net.conv1", ["backbone.net.conv1", "backbone.net.bn1"])  # the stem
     assert names(resnet)[1:] == [f"backbone.net.layer{i}" for i in range(1, 5)] + ["head.net.0"]
-    assert names(tuned)[-3:] == ["backbone.extractor.net.classifier", "backbone.extractor.net.bottleneck",
-                                 "head.net.0"]
+    assert names(tuned) == [f"backbone.extractor.net.features.{i}" for i in range(13)] + [
+        "backbone.extractor.net.classifier", "backbone.bottleneck", "head.net.0"]  # the bottleneck: one more top block
     for model in (mobilenet, resnet, tuned):
         _params_in_one_block_each(model)
 

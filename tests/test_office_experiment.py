@@ -56,3 +56,37 @@ def test_a_tiny_office31_table_has_our_rows_the_average_and_the_published_rows(t
     runs = pd.read_csv(out / "runs.csv")
     assert len(runs) == 4 and runs["target_test/acc"].between(0, 1).all()
     assert set(runs["steps_done"]) == {2}
+
+
+def test_the_recipe_gives_the_backbone_lr_x_0_1_and_the_bottleneck_and_head_lr_x_1():
+    import importlib.util
+
+    import torch
+
+    from domainadapt.models import build_model
+    from domainadapt.train.param_groups import param_lr_multipliers
+
+    spec = importlib.util.spec_from_file_location("office_script", SCRIPT)
+    office = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(office)
+    with torch.device("meta"):
+        model = build_model("resnet18", 31, 32, {"bottleneck": 256})
+    mults = param_lr_multipliers(model, office.RECIPE["lr_mults"])
+    assert {mults[n] for n in mults if n.startswith("backbone.extractor.")} == {0.1}
+    assert {mults[n] for n in mults if not n.startswith("backbone.extractor.")} == {1.0}
+    assert any(n.startswith("backbone.bottleneck.") for n in mults)
+
+
+def test_the_published_rows_average_to_the_papers_averages():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("office_script_rows", SCRIPT)
+    office = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(office)
+    import pytest
+
+    mean = lambda row: sum(row.values()) / len(row)  # noqa: E731
+    o31, oh = office.PUBLISHED["office31"], office.PUBLISHED["officehome"]
+    # CDAN Table 1 averages (ResNet-50, DAN, DANN, CDAN+E), printed to one decimal
+    assert [mean(o31[k]) for k in o31] == pytest.approx([76.1, 80.4, 82.2, 87.7], abs=0.051)
+    assert mean(oh["CDAN+E (CDAN T2)"]) == pytest.approx(65.8, abs=0.051) and all(len(r) == 12 for r in oh.values())

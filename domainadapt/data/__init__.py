@@ -1,5 +1,5 @@
-"""Named image domains: in memory (digits, offline by default) and file-backed (benchmark folders and image lists,
-decoded per item), their splits, on-disk forms and image pipelines.
+"""Named image domains: in memory (digits, offline by default) and file-backed (benchmark folders, image lists and
+WebDataset shards, decoded per item), their splits, on-disk forms and image pipelines.
 
 Builders of the named domains are imported on first use, so importing this package stays cheap (torchvision and
 PIL are imported only when an image is first decoded or a pipeline built).
@@ -15,9 +15,11 @@ from .registry import (
     describe_domains,
     is_lazy_name,
     load_domain,
+    load_file_parts,
     load_splits,
     register_domain,
 )
+from .shards import load_shards, write_shards
 from .splits import stratified_split
 from .transforms import TRANSFORMS, build_transform
 
@@ -35,9 +37,12 @@ __all__ = [
     "is_lazy_name",
     "load_benchmark",
     "load_domain",
+    "load_file_parts",
+    "load_shards",
     "load_splits",
     "read_image_folder",
     "read_image_list",
     "register_domain",
     "stratified_split",
+    "write_shards",
 ]

@@ -41,14 +41,14 @@ def load_folder_domain(path: str | os.PathLike, *, image_size: int) -> DigitDoma
         folder = ImageFolder(str(root), allow_empty=False)
     except (FileNotFoundError, RuntimeError) as exc:
         raise DomainError(f"image folder {root} holds no class sub-folders with images: {exc}") from None
-    images = []
-    for file, _ in folder.samples:
+    images = torch.empty((len(folder.samples), 3, image_size, image_size), dtype=torch.uint8)  # filled in place:
+    for k, (file, _) in enumerate(folder.samples):  # one copy of the data in memory, not a list then a torch.cat
         try:
             with Image.open(file) as img:
                 array = np.asarray(img.convert("RGB"), dtype=np.uint8)
         except (OSError, UnidentifiedImageError) as exc:
             raise DomainError(f"cannot read image {file}: {exc}") from None
         chw = torch.from_numpy(array.copy()).permute(2, 0, 1).unsqueeze(0)
-        images.append(resize_to_uint8(chw, image_size))
+        images[k] = resize_to_uint8(chw, image_size)[0]
     labels = torch.tensor([label for _, label in folder.samples], dtype=torch.int64)
-    return DigitDomain(root.name or str(root), torch.cat(images), labels, tuple(folder.classes))
+    return DigitDomain(root.name or str(root), images, labels, tuple(folder.classes))

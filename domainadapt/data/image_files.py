@@ -15,6 +15,7 @@ augmented batches. A plain `domain[i]` uses a draw seed derived from i.
 from __future__ import annotations
 
 import dataclasses
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -47,7 +48,8 @@ class ImageFileDomain(Dataset):
     how this part of a domain was made ('split': a seeded stratified split, 'whole': the whole domain serves as
     train and test, as Office-31 / Office-Home papers do, 'official': the dataset's own train/test lists).
     `class_balanced` asks InfiniteBatchStream to draw each epoch with probability ∝ 1 / class count
-    (`sample_weights`), a seeded, resumable order.
+    (`sample_weights`), a seeded, resumable order. `spans` (N×2 int64: byte offset, byte size), when given, says
+    the image of item i is those bytes of file `paths[i]` (a WebDataset tar shard, shards.py), not the whole file.
     """
 
     name: str
@@ -58,6 +60,7 @@ class ImageFileDomain(Dataset):
     image_size: int = 224
     protocol: str = "split"
     class_balanced: bool = False
+    spans: torch.Tensor | None = None
     _pipeline: Any = field(default=None, init=False, repr=False)
 
     seeded_items: ClassVar[bool] = True  # InfiniteBatchStream sends (index, draw_seed) pairs
@@ -79,6 +82,12 @@ class ImageFileDomain(Dataset):
             raise DomainError(f"{where}: labels must lie in [0, {len(self.classes)}) for {len(self.classes)} classes, "
                               f"found range [{lo}, {hi}]")
         self.labels = labels.to(torch.int64).contiguous()
+        if self.spans is not None:
+            spans = torch.as_tensor(self.spans)
+            if spans.shape != (len(self.paths), 2) or spans.dtype != torch.int64 or bool((spans < 0).any()):
+                raise DomainError(f"{where}: spans must be a {len(self.paths)}×2 int64 tensor of non-negative "
+                                  f"(offset, size), found {tuple(spans.shape)} {spans.dtype}")
+            self.spans = spans.contiguous()
         check_transform_name(self.transform, f"transform of {where}")
         if isinstance(self.image_size, bool) or not isinstance(self.image_size, int) or self.image_size <= 0:
             raise DomainError(f"{where}: image_size must be a positive int, got {self.image_size!r}")
@@ -122,7 +131,8 @@ class ImageFileDomain(Dataset):
             paths = [self.paths[i] for i in index.tolist()]
         except IndexError as exc:
             raise DomainError(f"domain {self.name!r}: bad subset index for {len(self)} items: {exc}") from None
-        return self._replace(name=name or f"{self.name}/subset", paths=paths, labels=labels)
+        spans = None if self.spans is None else self.spans[index]
+        return self._replace(name=name or f"{self.name}/subset", paths=paths, labels=labels, spans=spans)
 
     def with_transform(self, transform: str, image_size: int | None = None) -> ImageFileDomain:
         """The same files through another pipeline (train split: da_train, test splits: da_eval)."""
@@ -143,11 +153,20 @@ class ImageFileDomain(Dataset):
         from PIL import Image, UnidentifiedImageError
 
         path = self.paths[i]
+        where = path
         try:
-            with Image.open(path) as img:
+            if self.spans is None:
+                source: Any = path
+            else:
+                offset, size = (int(v) for v in self.spans[i])
+                where = f"{path} (bytes {offset}..{offset + size})"
+                with open(path, "rb") as f:
+                    f.seek(offset)
+                    source = io.BytesIO(f.read(size))
+            with Image.open(source) as img:
                 return img.convert("RGB")
         except (OSError, UnidentifiedImageError, ValueError) as exc:
-            raise DomainError(f"cannot read image {path} (item {i} of domain {self.name!r}): "
+            raise DomainError(f"cannot read image {where} (item {i} of domain {self.name!r}): "
                               f"{type(exc).__name__}: {exc}") from None
 
     def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
@@ -163,7 +182,7 @@ class ImageFileDomain(Dataset):
         pipeline = self._transform()
         if self.transform in RANDOM_TRANSFORMS:
             with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(draw_seed)
+                torch.default_generator.manual_seed(draw_seed)  # CPU only: torch.manual_seed also queues CUDA seeds
                 x = pipeline(image)
         else:
             x = pipeline(image)

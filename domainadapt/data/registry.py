@@ -1,5 +1,6 @@
 """Domains by name: a registry of builders, plus the `file:` and `folder:` forms (in memory) and the file-backed
-forms `office31:amazon` (a benchmark family, benchmarks.py), `lazy_folder:PATH` and `list:PATH` (users' images).
+forms `office31:amazon` (a benchmark family, benchmarks.py), `lazy_folder:PATH` and `list:PATH` (users' images),
+`shards:PATH` (WebDataset tar shards of either, shards.py).
 
 In-memory domains (DigitDomain) are decoded up front; file-backed ones (ImageFileDomain) decode per item, for
 datasets that do not fit in memory. Built-in builders live in sibling modules that register themselves; they are
@@ -17,7 +18,7 @@ from typing import Any, Protocol
 
 import torch
 
-from . import benchmarks, files
+from . import benchmarks, files, shards
 from .domain import DigitDomain, DomainError
 from .image_files import ImageFileDomain
 from .image_lists import read_image_folder, read_image_list
@@ -29,6 +30,8 @@ SHUFFLED_PREFIX = "shuffled:"  # a domain whose labels are permuted across its e
 SHUFFLE_SEED = 20190615
 LAZY_FOLDER_PREFIX = "lazy_folder:"  # an ImageFolder tree, decoded per item
 LIST_PREFIX = "list:"  # an image-list file ("relative/path label" lines), decoded per item
+SHARDS_PREFIX = "shards:"  # a folder of WebDataset tar shards (shards.py), decoded per item
+_LAZY_PREFIXES = (LAZY_FOLDER_PREFIX, LIST_PREFIX, SHARDS_PREFIX)
 TARGET_TEST = ("auto", "whole", "split")  # load_splits: the protocol's default, the whole domain, a held-out split
 Domain = DigitDomain | ImageFileDomain
 _BUILTIN_MODULES = ("mnist", "mnist_m", "syndigits", "optdigits", "torchvision_digits")
@@ -82,7 +85,7 @@ def is_domain_name(name: str) -> bool:
     list:, shuffled:NAME)."""
     if name.startswith(SHUFFLED_PREFIX):
         return is_domain_name(name[len(SHUFFLED_PREFIX) :])
-    return (name.startswith((FILE_PREFIX, FOLDER_PREFIX, LAZY_FOLDER_PREFIX, LIST_PREFIX))
+    return (name.startswith((FILE_PREFIX, FOLDER_PREFIX, *_LAZY_PREFIXES))
             or benchmarks.is_benchmark_name(name) or name in available_domains())
 
 
@@ -90,12 +93,12 @@ def is_lazy_name(name: str) -> bool:
     """Does `name` load as a file-backed ImageFileDomain (decoded per item) rather than an in-memory domain?"""
     if name.startswith(SHUFFLED_PREFIX):
         return is_lazy_name(name[len(SHUFFLED_PREFIX) :])
-    return name.startswith((LAZY_FOLDER_PREFIX, LIST_PREFIX)) or benchmarks.is_benchmark_family(name)
+    return name.startswith(_LAZY_PREFIXES) or benchmarks.is_benchmark_family(name)
 
 
 def available_domains() -> list[str]:
     """Sorted registered and benchmark names (also accepted: 'file:PATH', 'folder:PATH', 'lazy_folder:PATH',
-    'list:PATH', 'shuffled:NAME')."""
+    'list:PATH', 'shards:PATH', 'shuffled:NAME')."""
     _ensure_builtins()
     return sorted([*_REGISTRY, *benchmarks.benchmark_names()])
 
@@ -125,7 +128,8 @@ def load_domain(
 
     File-backed forms return an ImageFileDomain of the whole domain (a DomainNet domain: its train and test lists
     together): 'office31:amazon' & co. (benchmarks.py; `check_counts` checks the image counts), 'lazy_folder:PATH'
-    (an ImageFolder tree) and 'list:PATH' (an image-list file); their items are resized to image_size."""
+    (an ImageFolder tree), 'list:PATH' (an image-list file) and 'shards:PATH' (WebDataset shards written by
+    `domainadapt shards`; official train/test parts when written from DomainNet); items are resized to image_size."""
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size <= 0:
         raise DomainError(f"image_size must be a positive int, got {image_size!r}")
     if not isinstance(name, str) or not name:
@@ -147,7 +151,7 @@ def load_domain(
     if entry is None:
         raise DomainError(
             f"unknown domain {name!r}; available: {', '.join(available_domains())} "
-            f"(or 'file:PATH', 'folder:PATH', 'lazy_folder:PATH', 'list:PATH')"
+            f"(or 'file:PATH', 'folder:PATH', 'lazy_folder:PATH', 'list:PATH', 'shards:PATH')"
         )
     domain = entry.builder(
         root=Path(root).expanduser() if root is not None else None,
@@ -159,6 +163,16 @@ def load_domain(
     if not isinstance(domain, DigitDomain) or domain.image_size != image_size:
         raise DomainError(f"builder for {name!r} returned {domain!r}, expected a DigitDomain of size {image_size}")
     return domain
+
+
+def load_file_parts(name: str, *, root: str | os.PathLike | None = None, image_size: int = 224,
+                    check_counts: bool = True, download: bool = False) -> dict[str, ImageFileDomain]:
+    """{'all': domain} or its official {'train', 'test'} parts (DomainNet) of a file-backed name, before any split:
+    what `domainadapt shards` packs."""
+    if not is_lazy_name(name):
+        raise DomainError(f"{name!r} is not a file-backed domain (office31:…, domainnet:…, lazy_folder:PATH, "
+                          f"list:PATH, shards:PATH)")
+    return _lazy_parts(name, root=root, image_size=image_size, download=download, check_counts=check_counts)
 
 
 def _lazy_parts(name: str, *, root: str | os.PathLike | None, image_size: int, download: bool,
@@ -173,6 +187,8 @@ def _lazy_parts(name: str, *, root: str | os.PathLike | None, image_size: int, d
     if benchmarks.is_benchmark_family(name):
         return benchmarks.load_benchmark(name, root=root, image_size=image_size, check_counts=check_counts,
                                          download=download)
+    if name.startswith(SHARDS_PREFIX):
+        return shards.load_shards(name[len(SHARDS_PREFIX) :], image_size=image_size)
     if name.startswith(LIST_PREFIX):
         paths, labels, classes = read_image_list(name[len(LIST_PREFIX) :])
     else:
@@ -182,8 +198,11 @@ def _lazy_parts(name: str, *, root: str | os.PathLike | None, image_size: int, d
 
 
 def _concat(name: str, a: ImageFileDomain, b: ImageFileDomain) -> ImageFileDomain:
+    spans = None if a.spans is None or b.spans is None else torch.cat([a.spans, b.spans])
+    if (a.spans is None) != (b.spans is None):
+        raise DomainError(f"{name}: cannot join a sharded and an unsharded part")
     return ImageFileDomain(name, [*a.paths, *b.paths], torch.cat([a.labels, b.labels]), a.classes,
-                           transform=a.transform, image_size=a.image_size, protocol="whole")
+                           transform=a.transform, image_size=a.image_size, protocol="whole", spans=spans)
 
 
 def load_splits(

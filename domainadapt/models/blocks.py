@@ -1,6 +1,10 @@
 """A model's blocks: the units transfer strategies count (freeze the bottom k, unfreeze one more every N steps,
 decay the learning rate with depth). Ordered bottom → top, each a list of module prefixes of parameter names;
-every parameter lies in exactly one block (`model_blocks`)."""
+every parameter lies in exactly one block (`model_blocks`).
+
+A module whose layout the generic rules would get wrong says its own: a method `transfer_blocks() -> Blocks`
+(prefixes relative to the module) is used instead of the rules wherever the module is met (the UDA bottleneck,
+bottleneck.py: the wrapped network's stages, then the bottleneck as one more block on top)."""
 
 from __future__ import annotations
 
@@ -52,14 +56,29 @@ def _children_blocks(children: list[tuple[str, nn.Module]], prefix: str, blocks:
     return blocks
 
 
-def _blocks_of(module: nn.Module, prefix: str) -> Blocks:
-    """Top-level parameterised children in order (through lone wrappers such as `net`); a normalisation layer
-    joins the block of the layer before it (conv1 + bn1)."""
+def _declared(module: nn.Module, prefix: str) -> Blocks | None:
+    """The module's own `transfer_blocks()`, prefixed, or None when it has none."""
+    declare = getattr(module, "transfer_blocks", None)
+    if not callable(declare):
+        return None
+    return [(_join(prefix, name), [_join(prefix, p) for p in prefixes]) for name, prefixes in declare()]
+
+
+def blocks_of(module: nn.Module, prefix: str = "") -> Blocks:
+    """The blocks of one module, bottom → top, named under `prefix`: its `transfer_blocks()` if it declares them,
+    else its top-level parameterised children in order (through lone wrappers such as `net`), a normalisation
+    layer joining the block of the layer before it (conv1 + bn1)."""
+    declared = _declared(module, prefix)
+    if declared is not None:
+        return declared
     children = _param_children(module)
     while len(children) == 1 and not any(True for _ in module.parameters(recurse=False)) \
             and not isinstance(children[0][1], nn.ModuleList) and _param_children(children[0][1]):
         name, module = children[0]
         prefix = _join(prefix, name)
+        declared = _declared(module, prefix)
+        if declared is not None:
+            return declared
         children = _param_children(module)
     own = [_join(prefix, n) for n, _ in module.named_parameters(recurse=False)]
     if not children and prefix:
@@ -91,14 +110,14 @@ def _split_blocks(model: nn.Module) -> tuple[Blocks, Blocks]:
     own = own if own[0][1] else []
     backbone, head = getattr(model, "backbone", None), getattr(model, "head", None)
     if isinstance(backbone, nn.Module) and isinstance(head, nn.Module):
-        return own + _blocks_of(backbone, "backbone"), _blocks_of(head, "head")
+        return own + blocks_of(backbone, "backbone"), blocks_of(head, "head")
     children = _param_children(model)
     if len(children) < 2:
-        blocks = _blocks_of(model, "")
+        blocks = blocks_of(model, "")
         return blocks[:-1], blocks[-1:]
     *body, (head_name, head_module) = children  # the last child is the head (HF: `classifier`, `cls`)
-    body_blocks = _blocks_of(body[0][1], body[0][0]) if len(body) == 1 else _children_blocks(body, "", [])
-    return own + body_blocks, _blocks_of(head_module, head_name)
+    body_blocks = blocks_of(body[0][1], body[0][0]) if len(body) == 1 else _children_blocks(body, "", [])
+    return own + body_blocks, blocks_of(head_module, head_name)
 
 
 def model_blocks(model: nn.Module) -> Blocks:
