@@ -1,4 +1,4 @@
-"""`domainadapt train | table | measure | shards | reproduce | domains | methods | tasks | regularizers | backbones`.
+"""`domainadapt train | table | measure | shards | export | predict | reproduce | domains | methods | tasks | regularizers | backbones`.
 
 Bad input ends with one line `error: ...` naming the problem and exit status 2, never a traceback.
 """
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
 import json
 import os
 import subprocess
@@ -19,6 +20,7 @@ from typing import Any
 import torch
 
 from .data import describe_domains, load_file_parts, write_shards
+from .deploy import EXPORT_FORMATS, export_run, predict_run
 from .domain_gap import measure_domains, summary_rows
 from .io import atomic_write_json, atomic_write_text
 from .methods import available_methods, get_method_class
@@ -27,6 +29,7 @@ from .plugins import PluginError, add_plugins
 from .regularizers import available_regularizers, get_regularizer
 from .report import collect, render, summary_table
 from .runs import run
+from .strategies import STRATEGIES, apply_strategy, strategy_overrides
 from .tasks import available_tasks, get_task
 from .train.config import TrainConfig
 from .train.health import UnhealthyRunError
@@ -40,26 +43,63 @@ def _parse_value(text: str) -> Any:
 
 
 def _key_values(items: list[str] | None, flag: str) -> dict[str, Any]:
+    """KEY=VALUE items (VALUE read as JSON when it parses, else kept as text) or JSON objects, merged in order:
+    `--lr-mults 'backbone.*=0.1'`, `--regularizers '{"ewc": {"lam": 100}}'`, `--method-arg trade_off=0.3`."""
     out: dict[str, Any] = {}
     for item in items or []:
-        if "=" not in item:
-            raise ValueError(f"{flag} expects KEY=VALUE, got '{item}'")
-        key, value = item.split("=", 1)
+        if item.lstrip().startswith("{"):
+            try:
+                obj = json.loads(item)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{flag}: '{item}' is not a valid JSON object ({err.msg})") from None
+            if not isinstance(obj, dict):
+                raise ValueError(f"{flag}: '{item}' is not a JSON object")
+            out.update(obj)
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"{flag} expects KEY=VALUE or a JSON object, got '{item}'")
         out[key] = _parse_value(value)
     return out
 
 
-def _flag_type(hint: Any) -> type | None:
+class _SetNone:
+    """What an optional number's flag parses `none` to: "set the field to None" (a plain None means "not given")."""
+
+    def __repr__(self) -> str:
+        return "none"
+
+
+SET_NONE = _SetNone()
+
+
+def _optional_number(kind: type) -> Any:
+    """The argparse type of an `int | None` / `float | None` field: a number, or `none` (overrides a --config value)."""
+    def parse(text: str) -> Any:
+        return SET_NONE if text.strip().lower() in ("none", "null") else kind(text)
+
+    parse.__name__ = kind.__name__  # argparse's message: "invalid float value: 'x'"
+    return parse
+
+
+def _flag_type(hint: Any) -> Any:
     """The argparse type of a config field's annotation: int, float or str, or one of them | None."""
     args = [a for a in typing.get_args(hint) if a is not type(None)] if typing.get_origin(hint) in (
         typing.Union, types.UnionType) else [hint]
-    return args[0] if len(args) == 1 and args[0] in (int, float, str) else None
+    if len(args) != 1 or args[0] not in (int, float, str):
+        return None
+    optional = type(None) in typing.get_args(hint)
+    return _optional_number(args[0]) if optional and args[0] in (int, float) else args[0]
 
 
 def config_flags() -> list[tuple[dataclasses.Field, str, dict[str, Any]]]:
-    """(field, flag, argparse options) for every TrainConfig field: `--field-name`; booleans as `--name` (default
-    off) or `--no-name` (default on); dicts of options as repeatable `--method-arg KEY=VALUE` (for `*_kwargs`)
-    or one JSON object; lists as several values. Help is the field's doc; choices are the config's own."""
+    """(field, flag, argparse options) for every TrainConfig field, derived from its annotation, so a new field
+    gets a flag with no edit here: `--field-name VALUE` (an optional number also takes `none`); booleans as
+    `--name` / `--no-name` (the flag listed is the one that changes the default); dicts as repeatable
+    KEY=VALUE or JSON-object items, merged into the --config file's dict (`--method-arg` for `method_kwargs`,
+    `--lr-mults`, `--regularizers`); lists as one or more values, repeatable (`--freeze 'backbone.*' 'head.0.*'`,
+    or `--freeze` twice), replacing the --config file's list (the flag alone clears it). Help is the field's
+    doc; choices are the config's own."""
     hints = typing.get_type_hints(TrainConfig)
     defaults = TrainConfig().to_dict()
     out = []
@@ -68,18 +108,21 @@ def config_flags() -> list[tuple[dataclasses.Field, str, dict[str, Any]]]:
         origin = typing.get_origin(hint) or hint
         name = f.name.replace("_", "-")
         if origin is dict:
-            if f.name.endswith("_kwargs"):
-                flag = f"--{f.name[: -len('_kwargs')].replace('_', '-')}-arg"
-                opts = dict(action="append", metavar="KEY=VALUE", dest=f.name, help=f"{doc} (repeatable)")
-            else:
-                flag, opts = f"--{name}", dict(type=json.loads, metavar="JSON", dest=f.name, help=f"{doc} (a JSON object)")
+            flag = f"--{f.name[: -len('_kwargs')].replace('_', '-')}-arg" if f.name.endswith("_kwargs") else f"--{name}"
+            opts = dict(action="append", metavar="KEY=VALUE", dest=f.name,
+                        help=f"{doc} (KEY=VALUE or a JSON object; repeatable, merged into --config's)")
         elif origin is list:
-            flag, opts = f"--{name}", dict(nargs="+", dest=f.name, help=doc)
+            opts = dict(nargs="*", action="extend", dest=f.name, metavar="VALUE",
+                        help=f"{doc} (one or more; repeatable; replaces --config's)")
+            flag = f"--{name}"
         elif hint is bool:
             flag = f"--no-{name}" if default else f"--{name}"
-            opts = dict(action="store_false" if default else "store_true", default=None, dest=f.name, help=doc)
+            opts = dict(action=argparse.BooleanOptionalAction, default=None, dest=f.name,
+                        help=f"{doc} (default {'on' if default else 'off'})")
         else:
-            opts = dict(type=_flag_type(hint), dest=f.name, help=f"{doc} (default {default})")
+            kind = _flag_type(hint)
+            unset = "; none unsets it" if getattr(kind, "__qualname__", "").startswith("_optional_number") else ""
+            opts = dict(type=kind, dest=f.name, help=f"{doc} (default {default}{unset})")
             if f.metadata.get("choices"):
                 opts["choices"] = list(f.metadata["choices"])
             flag = f"--{name}"
@@ -87,15 +130,45 @@ def config_flags() -> list[tuple[dataclasses.Field, str, dict[str, Any]]]:
     return out
 
 
+def strategy_options() -> list[str]:
+    """The options `--strategy-arg` accepts: strategy_overrides' keyword arguments (but the model, not a flag)."""
+    params = inspect.signature(strategy_overrides).parameters.values()
+    return [p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name != "model"]
+
+
 def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train one run into an output directory (resumes an unfinished one)")
     p.add_argument("--config", type=Path, help="JSON file of TrainConfig fields; flags given override it")
-    for _, flag, opts in config_flags():
-        p.add_argument(flag, **opts)
+    for f, flag, opts in config_flags():
+        boolean = opts.get("action") is argparse.BooleanOptionalAction  # it makes --no-name from --name itself
+        p.add_argument(f"--{f.name.replace('_', '-')}" if boolean else flag, **opts)
+    p.add_argument("--strategy", metavar="NAME", help="a transfer strategy (domainadapt.strategies) applied to the "
+                   f"config the other flags build: {', '.join(STRATEGIES)}; join with '+', e.g. gradual+discriminative")
+    p.add_argument("--strategy-arg", action="append", metavar="KEY=VALUE",
+                   help=f"an option of --strategy ({', '.join(strategy_options())}), e.g. blocks=1 for partial (repeatable)")
     p.add_argument("--out", type=Path, required=True, help="run directory")
 
 
-def _train(args: argparse.Namespace) -> int:
+def _apply_strategy_flags(config: TrainConfig, strategy: str | None, items: list[str] | None) -> TrainConfig:
+    """--strategy / --strategy-arg: the strategy's config edits on top of the flags' config (validated)."""
+    options = _key_values(items, "--strategy-arg")
+    if strategy is None:
+        if options:
+            raise ValueError("--strategy-arg needs --strategy NAME")
+        return config
+    unknown = sorted(set(options) - set(strategy_options()))
+    if unknown:
+        raise ValueError(f"--strategy-arg: unknown option '{unknown[0]}'; choose from {strategy_options()}")
+    config.validate()  # the other flags' errors first, named by their field, not blamed on the strategy
+    try:
+        return apply_strategy(config, strategy, **options)
+    except ValueError as err:
+        raise ValueError(f"--strategy {strategy}: {err}") from None
+
+
+def train_config(args: argparse.Namespace) -> TrainConfig:
+    """The TrainConfig `train` runs, built without training: the --config file's fields, then the flags given
+    (a dict flag merges into the file's dict, any other replaces the value), then --strategy's edits."""
     base: dict[str, Any] = {}
     if args.config is not None:
         if not args.config.is_file():
@@ -114,10 +187,17 @@ def _train(args: argparse.Namespace) -> int:
         if value is None:
             continue
         if opts.get("action") == "append":  # KEY=VALUE items merge into the config file's options
-            base[f.name] = {**base.get(f.name, {}), **_key_values(value, flag)}
+            given = base.get(f.name) or {}
+            if not isinstance(given, dict):
+                raise ValueError(f"config file {args.config}: {f.name} must be a JSON object, got {given!r}")
+            base[f.name] = {**given, **_key_values(value, flag)}
         else:
-            base[f.name] = value
-    config = TrainConfig.from_dict(base)
+            base[f.name] = None if value is SET_NONE else value
+    return _apply_strategy_flags(TrainConfig.from_dict(base), args.strategy, args.strategy_arg)
+
+
+def _train(args: argparse.Namespace) -> int:
+    config = train_config(args)
     threads = os.environ.get("DOMAINADAPT_THREADS")
     if threads:
         if not threads.isdigit() or int(threads) < 1:
@@ -251,6 +331,41 @@ def _shards(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="export a finished run's model (onnx, torchscript, safetensors, hf) with a model card")
+    p.add_argument("run", type=Path, help="a finished run directory")
+    p.add_argument("--format", required=True, choices=EXPORT_FORMATS)
+    p.add_argument("--out", required=True, type=Path, help="a new folder for the model and its card")
+    p.add_argument("--atol", type=float, default=1e-4, help="largest |Δ logit| against PyTorch the check accepts")
+
+
+def _export(args: argparse.Namespace) -> int:
+    card = export_run(args.run, args.format, args.out, atol=args.atol)
+    check = card["check"]
+    print(f"wrote {args.out} ({check['file']}); {check['checked_with']}: max |Δ logit| = "
+          f"{check['max_abs_logit_diff']:.2g} on {check['inputs']} inputs; card: {args.out / 'MODEL_CARD.md'}")
+    return 0
+
+
+def _add_predict(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="predict with a finished run on a folder or file of images or texts -> CSV")
+    p.add_argument("run", type=Path, help="a finished run directory")
+    p.add_argument("--input", required=True, type=Path, help="images: a folder, an image or a list file; "
+                   "texts: .txt (one per line), .csv or .jsonl")
+    p.add_argument("--out", type=Path, default=Path("predictions.csv"))
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--text-column", default="text", help="the text column of a .csv / .jsonl input")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def _predict(args: argparse.Namespace) -> int:
+    frame = predict_run(args.run, args.input, args.out, batch_size=args.batch_size, device=args.device,
+                        text_column=args.text_column, progress=not args.no_progress)
+    print(f"wrote {args.out}: {len(frame)} predictions; {frame['prediction'].value_counts().to_dict()}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="domainadapt", description=__doc__)
     parser.add_argument("--plugin", action="append", default=[], metavar="MODULE_OR_FILE",
@@ -267,13 +382,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_reproduce(sub)
     _add_measure(sub)
     _add_shards(sub)
+    _add_export(sub)
+    _add_predict(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"train": _train, "table": _table, "domains": _domains, "methods": _methods, "reproduce": _reproduce,
-                "measure": _measure, "shards": _shards, "tasks": _tasks, "regularizers": _regularizers, "backbones": _backbones}
+                "measure": _measure, "shards": _shards, "export": _export, "predict": _predict, "tasks": _tasks, "regularizers": _regularizers, "backbones": _backbones}
     handler = handlers[args.command]
     try:
         add_plugins(args.plugin)

@@ -175,6 +175,8 @@ def _run_locked(config: TrainConfig, run_dir: Path) -> dict[str, Any]:
             "world_size": dist_ctx.world_size,
             "device": str(trainer.device),
             "sizes": task.sizes,
+            "classes": list(task.class_names),  # label i's name (predict, export)
+            "input": task.input_contract,  # what the model takes (export's model card, predict)
             "health": trainer.health_codes,  # health codes that fired (train/health.py); None: on_unhealthy="off"
             "versions": {"torch": torch.__version__, "python": platform.python_version()},
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),

@@ -36,6 +36,7 @@ sys.path.insert(0, str(REPO))
 from domainadapt.data import DomainError, load_domain  # noqa: E402
 from domainadapt.data.benchmarks import BENCHMARKS  # noqa: E402
 from domainadapt.io import atomic_write_text  # noqa: E402
+from domainadapt.models.weights import weights_not_required  # noqa: E402
 from domainadapt.report import collect, render, summary_table  # noqa: E402
 from domainadapt.runs import check_inputs, run_many, run_name  # noqa: E402
 from domainadapt.train import TrainConfig  # noqa: E402
@@ -153,14 +154,16 @@ def main(argv: list[str] | None = None) -> int:
                 raise ValueError(f"--domains: {unknown} are not {args.benchmark} domains "
                                  f"({', '.join(BENCHMARKS[args.benchmark].domains)})")
         configs = build_configs(args)
-        for config in configs:  # every bad name or value fails here, before the first run
-            check_inputs(config)
+        with weights_not_required():  # every bad name or value fails here, before the first run
+            for config in configs:
+                check_inputs(config)
         if args.dry_run:
             for c in configs:
                 print(run_name(c))
             print(f"{len(configs)} runs of {configs[0].steps:,} steps")
             return 0
         check_data(configs)
+        check_inputs(configs[0])  # then the pretrained weights (one backbone for the whole table): cached or fetchable
     except (ValueError, DomainError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

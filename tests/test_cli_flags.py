@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from domainadapt.cli import build_parser, config_flags, main
+from domainadapt.cli import build_parser, config_flags, main, train_config
 from domainadapt.train.config import AMP_MODES, OPTIMIZERS, TrainConfig
 
 
@@ -38,8 +38,9 @@ def test_flags_parse_into_config_fields(tmp_path, capsys):
     parser = build_parser()
     args = parser.parse_args(["train", "--freeze", "backbone.*", "head.net.0.*", "--lr-mults", '{"head.*": 10}',
                               "--target-per-class", "3", "--grad-clip", "1.5", "--out", str(tmp_path)])
-    assert args.freeze == ["backbone.*", "head.net.0.*"] and args.lr_mults == {"head.*": 10}
-    assert args.target_per_class == 3 and args.grad_clip == 1.5
+    config = train_config(args)
+    assert config.freeze == ["backbone.*", "head.net.0.*"] and config.lr_mults == {"head.*": 10}
+    assert config.target_per_class == 3 and config.grad_clip == 1.5
     with pytest.raises(SystemExit):
         parser.parse_args(["train", "--amp", "fp8", "--out", str(tmp_path)])
     assert main(["train", "--task", "speech", "--out", str(tmp_path / "x")]) == 2

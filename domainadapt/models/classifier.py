@@ -8,12 +8,21 @@ import torch
 from torch import nn
 
 
-def mlp_layers(in_features: int, hidden: Sequence[int], dropout: float = 0.0) -> tuple[list[nn.Module], int]:
-    """[fc → ReLU (→ dropout)] per hidden width; returns the layers and the output width."""
+ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh,
+                                            "leaky_relu": nn.LeakyReLU}  # by the names configs use
+
+
+def mlp_layers(in_features: int, hidden: Sequence[int], dropout: float = 0.0,
+               activation: str = "relu") -> tuple[list[nn.Module], int]:
+    """[fc → activation (→ dropout)] per hidden width; returns the layers and the output width. The activation and
+    dropout hold no parameters, so the Linear layers keep their indices for a given `dropout` whatever the
+    activation (ReLU and dropout 0: the layout, and the state-dict keys, every earlier model had)."""
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {list(ACTIVATIONS)}, got {activation!r}")
     layers: list[nn.Module] = []
     width = in_features
     for h in hidden:
-        layers += [nn.Linear(width, h), nn.ReLU()]
+        layers += [nn.Linear(width, h), ACTIVATIONS[activation]()]
         if dropout > 0:
             layers.append(nn.Dropout(dropout))
         width = h
@@ -21,11 +30,14 @@ def mlp_layers(in_features: int, hidden: Sequence[int], dropout: float = 0.0) ->
 
 
 class MLPHead(nn.Module):
-    """fc → ReLU (→ dropout) ... → classes; hidden=(100, 100) is Ganin et al.'s MNIST label head."""
+    """fc → activation (→ dropout) ... → classes; hidden=(100, 100) is Ganin et al.'s MNIST label head, hidden=()
+    one linear layer, hidden=(256,) with dropout 0.4 the usual transfer-learning head (fc256 → ReLU → dropout →
+    classes). Each Linear is its own block for the transfer strategies (`models.blocks`: head.net.0, head.net.3)."""
 
-    def __init__(self, in_features: int, num_classes: int, hidden: Sequence[int] = (100, 100), dropout: float = 0.0):
+    def __init__(self, in_features: int, num_classes: int, hidden: Sequence[int] = (100, 100), dropout: float = 0.0,
+                 activation: str = "relu"):
         super().__init__()
-        layers, width = mlp_layers(in_features, hidden, dropout)
+        layers, width = mlp_layers(in_features, hidden, dropout, activation)
         self.net = nn.Sequential(*layers, nn.Linear(width, num_classes))
 
     def forward(self, f: torch.Tensor) -> torch.Tensor:

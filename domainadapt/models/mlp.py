@@ -8,14 +8,15 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .classifier import mlp_layers
-from .registry import register_backbone
+from .classifier import ACTIVATIONS, mlp_layers
+from .registry import BackboneError, register_backbone
 
 
 class MLPBackbone(nn.Module):
-    def __init__(self, in_features: int, hidden: Sequence[int] = (400, 400), dropout: float = 0.0) -> None:
+    def __init__(self, in_features: int, hidden: Sequence[int] = (400, 400), dropout: float = 0.0,
+                 activation: str = "relu") -> None:
         super().__init__()
-        layers, width = mlp_layers(in_features, hidden, dropout)
+        layers, width = mlp_layers(in_features, hidden, dropout, activation)
         self.net = nn.Sequential(nn.Flatten(), *layers)
         self.out_features = width
 
@@ -24,6 +25,10 @@ class MLPBackbone(nn.Module):
 
 
 @register_backbone("mlp")
-def mlp(image_size: int, hidden: Sequence[int] = (400, 400), dropout: float = 0.0) -> MLPBackbone:
+def mlp(image_size: int, hidden: Sequence[int] = (400, 400), dropout: float = 0.0,
+        activation: str = "relu") -> MLPBackbone:
     """Fully connected layers on the flattened 3×S×S image (permuted-MNIST's network), a linear head."""
-    return MLPBackbone(in_features=3 * image_size * image_size, hidden=hidden, dropout=dropout)
+    if activation not in ACTIVATIONS:
+        raise BackboneError(f"backbone 'mlp': option 'activation' must be one of {list(ACTIVATIONS)}, "
+                            f"got {activation!r}")
+    return MLPBackbone(in_features=3 * image_size * image_size, hidden=hidden, dropout=dropout, activation=activation)

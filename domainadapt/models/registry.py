@@ -15,11 +15,17 @@ Names not registered one by one are resolved on lookup by `register_backbone_res
 classification model by its plain name (`torchvision_any.py`), any timm model as `timm:NAME` (`timm_backbone.py`);
 so importing the package imports neither. Every image backbone also takes the option `bottleneck=256`: the
 standard UDA bottleneck (`bottleneck.py`; CDAN, Long et al. 2018; TLlib), whose output is the aligned feature.
+The classifier head is configured the same way, for every image backbone, so a head is data in a config rather
+than code: `head_hidden=[256]` (hidden widths; [] is one linear layer; absent: the backbone's default, linear for
+all but the digits CNN), `head_activation=relu|gelu|tanh|leaky_relu`, `head_dropout=0.4` (after each hidden
+activation): the fine-tuning head Linear(2048, 256) → ReLU → Dropout(0.4) → Linear(256, k) of a ResNet-50 is
+`{"head_hidden": [256], "head_dropout": 0.4}`. Absent, they build the head every earlier run had, bit for bit.
 """
 
 from __future__ import annotations
 
 import inspect
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -30,10 +36,12 @@ from torch import nn
 from ..options import check_call_options
 from ..plugins import Registry
 from .bottleneck import Bottleneck
-from .classifier import Classifier, MLPHead
+from .classifier import ACTIVATIONS, Classifier, MLPHead
 
 MODALITIES = ("image", "text")
 BOTTLENECK = "bottleneck"  # the option every image backbone takes (handled here, not by its builder)
+HEAD_OPTIONS = ("head_hidden", "head_activation", "head_dropout")  # the head's options, also handled here
+REGISTRY_OPTIONS = (BOTTLENECK, *HEAD_OPTIONS)  # never passed to a builder
 _WEIGHT_OPTIONS = ("weights", "pretrained")  # never loaded for a feature width
 
 
@@ -65,11 +73,11 @@ class BackboneSpec:
         if options.get(BOTTLENECK):
             return int(options[BOTTLENECK])
         with torch.device("meta"):
-            kept = {k: v for k, v in options.items() if k not in _WEIGHT_OPTIONS and k != BOTTLENECK}
+            kept = {k: v for k, v in options.items() if k not in _WEIGHT_OPTIONS and k not in REGISTRY_OPTIONS}
             return int(self.build(image_size, **kept).out_features)
 
 
-_REGISTRY = Registry("backbone", __package__, frozenset({"registry", "classifier", "blocks"}), BackboneError)
+_REGISTRY = Registry("backbone", __package__, frozenset({"registry", "classifier", "blocks", "weights"}), BackboneError)
 _RESOLVERS: list[Callable[[str], BackboneSpec | None]] = []
 _RESOLVED: dict[str, BackboneSpec] = {}
 
@@ -97,14 +105,18 @@ def find_backbone(name: str) -> BackboneSpec | None:
 
 
 def register_backbone(name: str, *, modality: str = "image", head_hidden: tuple[int, ...] = (),
-                      resolve: Callable[[], str] | None = None) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Decorator registering an image backbone builder (text: `register_text_backbone`)."""
+                      resolve: Callable[[], str] | None = None,
+                      check: Callable[[dict[str, Any], int | None], None] | None = None,
+                      ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Decorator registering an image backbone builder (text: `register_text_backbone`); `check(options,
+    image_size)` checks what the signature cannot (a weights name, that named weights are cached), without a build."""
     if modality not in MODALITIES:
         raise BackboneError(f"backbone '{name}': modality must be one of {list(MODALITIES)}, got '{modality}'")
 
     def wrap(build: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         doc = (inspect.getdoc(build) or "").splitlines()
-        _REGISTRY.add(name, BackboneSpec(name, modality, build, tuple(head_hidden), resolve, doc[0] if doc else ""))
+        _REGISTRY.add(name, BackboneSpec(name, modality, build, tuple(head_hidden), resolve, doc[0] if doc else "",
+                                         check))
         return build
 
     return wrap
@@ -132,10 +144,12 @@ def backbone_modality(name: str) -> str:
 
 
 def resolve_text_backbone(name: str) -> str:
-    """The folder or hub name a text backbone loads from: a registered name's `resolve()`, else the name itself."""
+    """The folder or hub name a text backbone loads from: a registered name's `resolve()`, else the name itself
+    ("~/models/x" expanded when that folder exists, as from_pretrained does not expand it)."""
     spec = _REGISTRY.find(name)
     if spec is None:
-        return name
+        expanded = os.path.expanduser(name)
+        return expanded if expanded != name and os.path.isdir(expanded) else name
     if spec.modality != "text":
         raise BackboneError(f"'{name}' is an {spec.modality} backbone, not a text model")
     return spec.resolve()
@@ -151,12 +165,13 @@ def check_image_backbone(name: str, options: dict[str, Any], image_size: int | N
     if spec is None:
         raise BackboneError(f"unknown backbone '{name}': not a registered backbone {available_backbones('image')}, "
                             "not a torchvision model (see torchvision.models.list_models()), not timm:NAME")
-    own = {k: v for k, v in options.items() if k != BOTTLENECK}
+    own = {k: v for k, v in options.items() if k not in REGISTRY_OPTIONS}
     accepted = spec.options()
     unknown = sorted(set(own) - accepted) if accepted is not None else []
     if unknown:
         raise BackboneError(f"backbone '{name}' does not take option(s) {unknown}; it takes "
-                            f"{sorted(accepted | {BOTTLENECK})}")
+                            f"{sorted(accepted | {BOTTLENECK})} and the head options {list(HEAD_OPTIONS)}")
+    head_options(name, spec, options)
     check_call_options(spec.build, own, where=f"backbone '{name}'", error=BackboneError, skip=("image_size",))
     width = options.get(BOTTLENECK)
     if width is not None and (isinstance(width, bool) or not isinstance(width, int) or width < 0):
@@ -167,17 +182,45 @@ def check_image_backbone(name: str, options: dict[str, Any], image_size: int | N
     return spec
 
 
+def head_options(name: str, spec: BackboneSpec, options: dict[str, Any]) -> tuple[tuple[int, ...], str, float]:
+    """(hidden widths, activation, dropout) of the head, from the options `head_hidden` / `head_activation` /
+    `head_dropout` (absent: the backbone's default widths, relu, 0); a bad value fails naming the option."""
+    where = f"backbone '{name}': option"
+    hidden = options.get("head_hidden")
+    if hidden is None:
+        hidden = spec.head_hidden
+    elif not isinstance(hidden, (list, tuple)) or \
+            any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in hidden):
+        raise BackboneError(f"{where} 'head_hidden' must be a list of positive widths (e.g. [256]; []: one linear "
+                            f"layer), got {hidden!r}")
+    activation = options.get("head_activation")
+    if activation is not None and activation not in ACTIVATIONS:
+        raise BackboneError(f"{where} 'head_activation' must be one of {list(ACTIVATIONS)}, got {activation!r}")
+    dropout = options.get("head_dropout")
+    if dropout is not None and (isinstance(dropout, bool) or not isinstance(dropout, (int, float))
+                                or not 0 <= dropout < 1):
+        raise BackboneError(f"{where} 'head_dropout' must be a probability in [0, 1), got {dropout!r}")
+    for option, value in (("head_activation", activation), ("head_dropout", dropout)):
+        if value is not None and not hidden:  # a linear head has no hidden activation to act on: say so
+            raise BackboneError(f"{where} '{option}' acts on the head's hidden layers and this head has none: "
+                                "give head_hidden too (e.g. [256])")
+    return tuple(int(h) for h in hidden), activation or "relu", float(dropout or 0.0)
+
+
 def build_model(backbone: str, num_classes: int, image_size: int, backbone_kwargs: dict[str, Any] | None = None,
                 head_hidden: tuple[int, ...] | None = None) -> Classifier:
     """An image classifier: the named backbone (with option `bottleneck=W`: then fc W → BatchNorm → ReLU, whose
-    output the methods align), then an MLP head (the backbone's default widths unless `head_hidden` is given; the
-    digits CNN's is Ganin et al.'s fc100-fc100)."""
+    output the methods align), then an MLP head: the option `head_hidden` (else the argument `head_hidden`, else
+    the backbone's default widths; the digits CNN's is Ganin et al.'s fc100-fc100) with `head_activation` and
+    `head_dropout` (module docstring)."""
     options = dict(backbone_kwargs or {})
+    if head_hidden is not None:
+        options.setdefault("head_hidden", list(head_hidden))
     spec = check_image_backbone(backbone, options, image_size)
+    hidden, activation, dropout = head_options(backbone, spec, options)
     width = options.pop(BOTTLENECK, None)
-    net = spec.build(image_size, **options)
+    net = spec.build(image_size, **{k: v for k, v in options.items() if k not in HEAD_OPTIONS})
     if width:
         net = Bottleneck(net, width)
-    hidden = spec.head_hidden if head_hidden is None else head_hidden
-    head = MLPHead(net.out_features, num_classes, hidden=hidden)
+    head = MLPHead(net.out_features, num_classes, hidden=hidden, dropout=dropout, activation=activation)
     return Classifier(net, head, feature_dim=net.out_features, num_classes=num_classes)

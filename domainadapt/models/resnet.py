@@ -1,11 +1,27 @@
-"""torchvision ResNets as feature extractors (the standard Office-31 backbone, e.g. ResNet-50 in CDAN/TLlib)."""
+"""torchvision ResNets as feature extractors (the standard Office-31 backbone, e.g. ResNet-50 in CDAN/TLlib).
+
+`weights` is a torchvision weights name or a local file (a state dict or a checkpoint holding one, `weights.py`);
+named weights that are neither cached nor downloadable fail in the check, before any data is read."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from torch import nn
 
+from .extractor import building_on_meta
 from .registry import register_backbone
+from .torchvision_any import resolve_weights
+from .weights import (
+    check_torchvision_weights,
+    failure_reason,
+    is_weights_path,
+    load_weights_file,
+    missing_weights_error,
+    torchvision_cache_file,
+    weights_file,
+)
 
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -15,7 +31,8 @@ class ResNetBackbone(nn.Module):
     """A torchvision ResNet without its classifier; inputs in [0, 1] are ImageNet-normalised inside.
 
     `weights=None` builds a random network (tests, training from scratch); `weights="DEFAULT"` (or any name
-    torchvision accepts) loads pretrained weights, downloading them on first use.
+    torchvision accepts) loads pretrained weights, downloading them on first use; a file path loads that file
+    (its `fc.*` dropped). On the meta device (counting blocks, feature widths) nothing is loaded.
     """
 
     def __init__(self, arch: str = "resnet18", weights: str | None = None) -> None:
@@ -25,9 +42,17 @@ class ResNetBackbone(nn.Module):
         builders = {n: getattr(torchvision.models, n) for n in ("resnet18", "resnet34", "resnet50", "resnet101")}
         if arch not in builders:
             raise ValueError(f"unknown ResNet '{arch}'; choose one of {sorted(builders)}")
-        net = builders[arch](weights=weights)
+        where = f"backbone '{arch}'"
+        member = resolve_weights(arch, weights)
+        try:
+            net = builders[arch](weights=None if building_on_meta() else member)
+        except OSError as err:  # a download that fails after the check passed (URLError is an OSError)
+            raise missing_weights_error(where, f"'{member}'", member.url, str(torchvision_cache_file(member.url)),
+                                        "weights", failure_reason(err)) from None
         self.out_features = net.fc.in_features
         net.fc = nn.Identity()
+        if is_weights_path(weights) and not building_on_meta():
+            load_weights_file(net, weights, where=where, option="weights", classifier=("fc",))
         self.net = net
         self.register_buffer("mean", torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
@@ -36,12 +61,25 @@ class ResNetBackbone(nn.Module):
         return self.net((x - self.mean) / self.std)
 
 
+def _check(arch: str, options: dict[str, Any], image_size: int | None) -> None:
+    """A weights name of the ResNet, cached or downloadable, or an existing file."""
+    weights = options.get("weights")
+    if is_weights_path(weights):
+        weights_file(weights, f"backbone '{arch}'", "weights")
+    else:
+        check_torchvision_weights(f"backbone '{arch}'", resolve_weights(arch, weights))
+
+
 def _register(arch: str) -> None:
     def build(image_size: int, weights: str | None = None) -> ResNetBackbone:
         return ResNetBackbone(arch=arch, weights=weights)
 
-    build.__doc__ = f"torchvision {arch} (ImageNet-normalised inside; weights=DEFAULT for pretrained), a linear head."
-    register_backbone(arch)(build)
+    def check(options: dict[str, Any], image_size: int | None) -> None:
+        _check(arch, options, image_size)
+
+    build.__doc__ = (f"torchvision {arch} (ImageNet-normalised inside; weights=DEFAULT or a .pth file for "
+                     "pretrained), a linear head.")
+    register_backbone(arch, check=check)(build)
 
 
 for _arch in ("resnet18", "resnet34", "resnet50", "resnet101"):

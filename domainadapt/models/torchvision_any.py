@@ -3,11 +3,13 @@
 Names are those of `torchvision.models.list_models(module=torchvision.models)` (classification only; the four
 ResNets of `resnet.py` are registered there and take precedence, with the same behaviour). Built through
 `torchvision.models.get_model`; `weights` is any weights name of the model ("DEFAULT", "IMAGENET1K_V2", or the
-full "ResNet50_Weights.IMAGENET1K_V2"), and inputs in [0, 1] are normalised inside with the mean/std of those
-weights' transforms (ImageNet's when there are none). The final classifier layer (the last `nn.Linear`:
-ResNet `fc`, MobileNet/EfficientNet/ConvNeXt `classifier[-1]`, ViT `heads.head`; SqueezeNet's 1×1 conv) becomes
-an `nn.Identity` and its input width is `out_features`. torchvision is imported only when such a name is looked
-up (about 3 s), never when the package is.
+full "ResNet50_Weights.IMAGENET1K_V2"), or a local file (`weights=/path/to/resnet50.pth`: a state dict or a
+checkpoint holding one, see `weights.py`), and inputs in [0, 1] are normalised inside with the mean/std of those
+weights' transforms (ImageNet's when there are none, and for a file). Named weights neither in the torch hub cache
+nor downloadable fail in the check, before any data is read, naming the URL and the path to put the file in.
+The final classifier layer (the last `nn.Linear`: ResNet `fc`, MobileNet/EfficientNet/ConvNeXt `classifier[-1]`,
+ViT `heads.head`; SqueezeNet's 1×1 conv) becomes an `nn.Identity` and its input width is `out_features`.
+torchvision is imported only when such a name is looked up (about 3 s), never when the package is.
 """
 
 from __future__ import annotations
@@ -21,6 +23,15 @@ from torch import nn
 
 from .extractor import IMAGENET_MEAN, IMAGENET_STD, ImageFeatureExtractor, building_on_meta, replace_module, stack_trunk
 from .registry import BackboneError, BackboneSpec, register_backbone_resolver
+from .weights import (
+    check_torchvision_weights,
+    failure_reason,
+    is_weights_path,
+    load_weights_file,
+    missing_weights_error,
+    torchvision_cache_file,
+    weights_file,
+)
 
 _NAME = re.compile(r"[a-z][a-z0-9_]*")  # every torchvision model name; a hub name like "bert-base-uncased" is not
 _NO_AUX = ("googlenet", "inception_v3")  # their auxiliary classifiers would change what forward returns in training
@@ -37,8 +48,9 @@ def torchvision_model_names() -> frozenset[str]:
 
 
 def resolve_weights(name: str, weights: str | None) -> Any:
-    """The weights enum member named `weights` (None: none); a wrong name fails listing the right ones."""
-    if weights is None:
+    """The weights enum member named `weights` (None, or a local file: none); a wrong name fails listing the right
+    ones."""
+    if weights is None or is_weights_path(weights):
         return None
     import torchvision.models as tvm
 
@@ -91,9 +103,14 @@ def torchvision_backbone(name: str, image_size: int, weights: str | None = None,
         net = tvm.get_model(name, weights=None if building_on_meta() else member, **kwargs)
     except (TypeError, ValueError) as err:
         raise BackboneError(f"backbone '{name}' cannot be built with {kwargs or 'no options'}: {err}") from None
+    except OSError as err:  # a download that fails after the check passed (URLError is an OSError)
+        raise missing_weights_error(f"backbone '{name}'", f"'{member}'", member.url,
+                                    str(torchvision_cache_file(member.url)), "weights", failure_reason(err)) from None
     stack_trunk(net)
     path, layer = _last_classifier(net)
     replace_module(net, path, nn.Identity())
+    if is_weights_path(weights) and not building_on_meta():
+        load_weights_file(net, weights, where=f"backbone '{name}'", option="weights", classifier=(path,))
     width = layer.in_features if isinstance(layer, nn.Linear) else layer.in_channels
     transforms = member.transforms() if member is not None else None
     mean = getattr(transforms, "mean", None) or IMAGENET_MEAN
@@ -102,9 +119,14 @@ def torchvision_backbone(name: str, image_size: int, weights: str | None = None,
 
 
 def _check(name: str, options: dict[str, Any], image_size: int | None) -> None:
-    member = resolve_weights(name, options.get("weights"))
+    weights = options.get("weights")
+    if is_weights_path(weights):
+        weights_file(weights, f"backbone '{name}'", "weights")
+        return
+    member = resolve_weights(name, weights)
     if image_size is not None:
         _check_size(name, member, image_size)
+    check_torchvision_weights(f"backbone '{name}'", member)
 
 
 @register_backbone_resolver
@@ -117,5 +139,6 @@ def resolve_torchvision(name: str) -> BackboneSpec | None:
               model_kwargs: dict[str, Any] | None = None) -> ImageFeatureExtractor:
         return torchvision_backbone(name, image_size, weights, model_kwargs)
 
-    doc = f"torchvision {name} (weights=DEFAULT for pretrained; model_kwargs go to get_model), a linear head"
+    doc = (f"torchvision {name} (weights=DEFAULT or a .pth file for pretrained; model_kwargs go to get_model), "
+           "a linear head")
     return BackboneSpec(name, "image", build, doc=doc, check=functools.partial(_check, name))

@@ -51,6 +51,8 @@ class TaskSetup:
     sizes: dict[str, int] = field(default_factory=dict)
     feature_dim: int = 0
     num_classes: int = 0
+    class_names: tuple[str, ...] = ()  # label i's name, stored in result.json (predict and export read it)
+    input_contract: dict[str, Any] = field(default_factory=dict)  # what the model takes (size, range, tokenizer)
 
     @property
     def model_info(self) -> dict[str, int]:

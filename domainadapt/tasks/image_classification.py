@@ -131,10 +131,23 @@ class ImageClassification(Task):
                    "target_train": len(target["train"]), "target_test": len(target["test"])},
             feature_dim=model.feature_dim,
             num_classes=model.num_classes,
+            class_names=tuple(source["train"].classes),
+            input_contract=image_input_contract(config, lazy=isinstance(source["test"], ImageFileDomain),
+                                                eval_transform=options.eval_transform),
         )
 
     def build_model(self, config: TrainConfig, options: Options, info: dict[str, int]) -> nn.Module:
         return build_model(config.backbone, info["num_classes"], config.image_size, config.backbone_kwargs)
+
+
+def image_input_contract(config: TrainConfig, *, lazy: bool, eval_transform: str = "auto") -> dict[str, Any]:
+    """What the trained model takes: float32 N×3×S×S in [0, 1] (every image backbone normalises inside), made
+    from an image file by the run's evaluation pipeline (data/transforms.py): da_eval for file-backed domains
+    (resize 256·S/224, centre crop S), a square resize for in-memory ones (their images were resized so)."""
+    transform = ("da_eval" if eval_transform == "auto" else eval_transform) if lazy else "resize"
+    return {"kind": "image", "image_size": config.image_size, "channels": 3, "dtype": "float32",
+            "value_range": [0.0, 1.0], "normalisation": "inside the model", "layout": "N×3×H×W",
+            "transform": transform}
 
 
 def _only_lazy(name: str, kwargs: dict[str, Any]) -> dict[str, Any]:

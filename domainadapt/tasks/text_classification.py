@@ -1,9 +1,24 @@
 """A sequence classifier fine-tuned on labelled text, optionally from a DAPT / TAPT run (`init_from`).
 
     task="text_classification", method="source_only"
-    backbone     as for masked_lm; init_from = a masked_lm run directory starts the encoder from its weights
-    source       "foldoc_subjects" (the subject task; its train split is the labelled data)
-    task_kwargs  `TextClassificationOptions`
+    backbone     "minilm", a local model folder (config.json + tokenizer, as save_pretrained writes them) or a hub
+                 name; init_from = a masked_lm run directory starts the encoder from its weights
+    source       the labelled data:
+                   "foldoc_subjects"   the FOLDOC subject task (task_kwargs.subject_task; its train split)
+                   "csv:PATH"          a CSV file with a header row
+                   "jsonl:PATH"        JSON Lines ("json:PATH" also reads a JSON array)
+                   "parquet:PATH"      a Parquet file
+                   "hf:NAME"           a Hugging Face Hub dataset (task_kwargs hf_config, hf_split_train, hf_split_test)
+                   "hf:FOLDER"         a folder written by save_to_disk, or of data files (train.csv + test.csv)
+    target       ignored for foldoc_subjects and when it is not a labelled spec (the CLI default); a labelled spec
+                 other than the source (same forms, same columns and classes) is a second domain: its test split is
+                 "target_test" and the source's is "source_test"
+    task_kwargs  `TextClassificationOptions`, e.g. --task-arg text_column=body --task-arg label_column=topic
+
+Eval set "target_test" is the source's test split when no labelled target is given (as for foldoc_subjects). A
+source with one split (a file, a saved Dataset, a hub dataset without hf_split_test / "test") is split into
+train and test by `data.splits.stratified_split` with config.test_fraction and config.split_seed, as image domains
+are. Labels keep their names (`text.labelled`): TaskSetup.class_names, result.json's "classes".
 """
 
 from __future__ import annotations
@@ -11,12 +26,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from torch import nn
 
+from ..data.domain import DomainError
+from ..data.splits import stratified_split
 from ..models.registry import resolve_text_backbone
 from ..models.text_classifier import TextClassifier
 from ..text.dictd import dictd_path
-from ..text.mlm import load_masked_lm
+from ..text.labelled import LabelledText, check_labelled_source, is_labelled_spec, load_labelled
+from ..text.labelled import LabelledTextOptions as _Columns
+from ..text.mlm import TextModelError, check_pretrained, load_masked_lm, one_line
 from ..text.sources import SubjectTaskOptions, TextTaskError, TokenizedLabelled, subject_task
 from ..train.checkpoint import load_model_weights
 from ..train.config import TrainConfig
@@ -24,12 +44,46 @@ from . import register_task
 from .base import Task, TaskSetup
 from .masked_lm import check_text_backbone, check_text_method
 
+SUBJECT_SOURCE = "foldoc_subjects"
+
 
 @dataclass(frozen=True)
 class TextClassificationOptions:
-    subject_task: SubjectTaskOptions = field(default_factory=SubjectTaskOptions)
-    max_length: int = 128  # tokens per text (truncated)
+    subject_task: SubjectTaskOptions = field(default_factory=SubjectTaskOptions)  # source foldoc_subjects only
+    max_length: int = 128  # tokens per text (or text pair), truncated
     pooling: str = "mean"  # "mean" (as all-MiniLM-L6-v2 was trained) or "cls"
+    # own data (csv: / jsonl: / parquet: / hf: sources; `text.labelled.LabelledTextOptions` documents each)
+    text_column: str = "text"  # "text" and "label": the column names of most Hugging Face classification datasets
+    text_pair_column: str | None = None
+    label_column: str = "label"
+    hf_config: str | None = None
+    hf_split_train: str = "train"
+    hf_split_test: str | None = None
+
+    def columns(self) -> _Columns:
+        return _Columns(text_column=self.text_column, text_pair_column=self.text_pair_column,
+                        label_column=self.label_column, hf_config=self.hf_config, hf_split_train=self.hf_split_train,
+                        hf_split_test=self.hf_split_test)
+
+
+def _labelled_target(config: TrainConfig) -> str | None:
+    """The target spec when it is a second labelled domain (a labelled spec other than the source), else None."""
+    return config.target if config.target != config.source and is_labelled_spec(config.target) else None
+
+
+def _split(data: LabelledText, config: TrainConfig, where: str) -> tuple[Any, Any]:
+    """(train, test): the source's own splits, or a stratified held-out share of its one split."""
+    if data.test is not None:
+        return data.train, data.test
+    try:
+        train_idx, test_idx = stratified_split(torch.tensor(data.train["label"]), config.test_fraction,
+                                               config.split_seed)
+    except DomainError as err:
+        raise TextTaskError(f"{where}: {err}") from None
+    if len(test_idx) == 0 or len(train_idx) == 0:
+        raise TextTaskError(f"{where}: {len(data.train)} rows are too few for test_fraction={config.test_fraction}: "
+                            "a split would be empty; add rows or raise --test-fraction")
+    return data.train.select(train_idx.tolist()), data.train.select(test_idx.tolist())
 
 
 @register_task
@@ -41,16 +95,36 @@ class TextClassification(Task):
     def check(self, config: TrainConfig, options: TextClassificationOptions) -> None:
         check_text_method(config, "source_only")
         check_text_backbone(config)
-        if config.source != "foldoc_subjects":
-            raise TextTaskError(f"task 'text_classification' has one labelled source, 'foldoc_subjects'; got '{config.source}'")
+        own = is_labelled_spec(config.source)
+        if config.source != SUBJECT_SOURCE and not own:
+            raise TextTaskError(f"task 'text_classification': source '{config.source}' is neither 'foldoc_subjects' "
+                                "nor labelled text: csv:PATH, jsonl:PATH, json:PATH, parquet:PATH or hf:NAME_OR_FOLDER")
         if config.regularizers:
             raise TextTaskError("regularizers on text_classification are not supported; regularise the masked-LM stage")
         if options.pooling not in ("mean", "cls"):
             raise TextTaskError(f"task_kwargs.pooling must be 'mean' or 'cls', not '{options.pooling}'")
-        dictd_path("foldoc")
+        if options.max_length < 2:
+            raise TextTaskError(f"task_kwargs.max_length must be at least 2 ([CLS] and [SEP]), not {options.max_length}")
+        if not own:
+            dictd_path("foldoc")
+        else:
+            check_labelled_source(config.source, options.columns(), "source")
+            target = _labelled_target(config)
+            if target is not None:
+                check_labelled_source(target, options.columns(), "target")
+        check_pretrained(resolve_text_backbone(config.backbone))  # also with init_from: its architecture loads from it
 
     def _encoder_and_tokenizer(self, config: TrainConfig, init_state: dict[str, Any] | None):
-        mlm, tokenizer = load_masked_lm(resolve_text_backbone(config.backbone))
+        source = resolve_text_backbone(config.backbone)
+        try:
+            mlm, tokenizer = load_masked_lm(source)
+        except ValueError as err:  # an encoder family with no masked-LM class: the bare encoder
+            if "Unrecognized configuration class" not in str(err):
+                raise
+            if init_state is not None and not any(k.startswith("model.encoder.") for k in init_state["modules"]):
+                raise TextTaskError(f"init_from: '{source}' has no masked-LM form, so a masked-LM run cannot "
+                                    "start it") from None
+            return self._bare_encoder(source, init_state)
         if init_state is not None:
             keys = init_state["modules"]
             if any(k.startswith("model.encoder.") for k in keys):  # a classifier run: its encoder
@@ -60,22 +134,69 @@ class TextClassification(Task):
                 load_model_weights(mlm, init_state, config.init_from)
         return mlm.base_model, tokenizer
 
+    @staticmethod
+    def _bare_encoder(source: str, init_state: dict[str, Any] | None):
+        from pathlib import Path
+
+        from transformers import AutoModel, AutoTokenizer
+
+        kwargs = {"trust_remote_code": False, "local_files_only": Path(source).expanduser().is_dir()}
+        try:
+            encoder, tokenizer = AutoModel.from_pretrained(source, **kwargs), AutoTokenizer.from_pretrained(source, **kwargs)
+        except (OSError, ValueError) as err:
+            raise TextModelError(f"cannot load the text backbone '{source}': {one_line(err)}") from None
+        if init_state is not None:
+            encoder.load_state_dict({k[len("model.encoder."):]: v for k, v in init_state["modules"].items()
+                                     if k.startswith("model.encoder.")})
+        return encoder, tokenizer
+
     def build_model(self, config: TrainConfig, options: TextClassificationOptions, info: dict[str, int]) -> nn.Module:
         encoder, _ = self._encoder_and_tokenizer(config, None)
         return TextClassifier(encoder, info["num_classes"], pooling=options.pooling)
 
     def build(self, config: TrainConfig, options: TextClassificationOptions,
               init_state: dict[str, Any] | None) -> TaskSetup:
-        task = subject_task(options.subject_task)
+        if config.source == SUBJECT_SOURCE:
+            task = subject_task(options.subject_task)
+            splits = {"source_train": task.train, "target_test": task.test}
+            names = tuple(task.label_names)
+        else:  # read (and fail on bad data) before the model loads
+            source = load_labelled(config.source, options.columns(), where="source", progress=config.progress)
+            names = source.class_names
+            train, test = _split(source, config, "source")
+            splits = {"source_train": train}
+            target_spec = _labelled_target(config)
+            if target_spec is None:
+                splits["target_test"] = test
+            else:
+                target = load_labelled(target_spec, options.columns(), where="target", class_names=names,
+                                       progress=config.progress)
+                splits["source_test"], splits["target_test"] = test, _split(target, config, "target")[1]
         encoder, tokenizer = self._encoder_and_tokenizer(config, init_state)
-        model = TextClassifier(encoder, len(task.label_names), pooling=options.pooling)
+        model = TextClassifier(encoder, len(names), pooling=options.pooling)
 
         def encode(split: Any) -> TokenizedLabelled:
-            enc = tokenizer(list(split["text"]), truncation=True, max_length=options.max_length)["input_ids"]
+            pairs = list(split["text_pair"]) if "text_pair" in split.column_names else None
+            enc = tokenizer(list(split["text"]), pairs, truncation=True, max_length=options.max_length)["input_ids"]
             return TokenizedLabelled(enc, list(split["label"]), tokenizer.pad_token_id or 0)
 
-        train, test = encode(task.train), encode(task.test)
-        return TaskSetup(model=model, source_train=train, target_train=None, eval_sets={"target_test": test},
+        data = {name: encode(split) for name, split in splits.items()}
+        train = data.pop("source_train")
+        return TaskSetup(model=model, source_train=train, target_train=None, eval_sets=data,
                          no_fisher_reason="EWC on text_classification is not supported; regularise the masked-LM stage",
-                         feature_dim=model.feature_dim, num_classes=model.num_classes,
-                         sizes={"source_train": len(train), "target_test": len(test), "classes": len(task.label_names)})
+                         feature_dim=model.feature_dim, num_classes=model.num_classes, class_names=names,
+                         input_contract=text_input_contract(config, options),
+                         sizes={"source_train": len(train), **{k: len(v) for k, v in data.items()},
+                                "classes": len(names)})
+
+
+def text_input_contract(config: TrainConfig, options: TextClassificationOptions) -> dict[str, Any]:
+    """What the trained model takes: text (a pair with text_pair_column) tokenized by the backbone's tokenizer,
+    truncated to max_length tokens, as input_ids + attention_mask."""
+    contract: dict[str, Any] = {"kind": "text", "tokenizer": config.backbone, "max_length": options.max_length,
+                                "pooling": options.pooling, "inputs": ["input_ids", "attention_mask"]}
+    if config.source != SUBJECT_SOURCE:
+        contract["text_column"] = options.text_column
+        if options.text_pair_column is not None:
+            contract["text_pair_column"] = options.text_pair_column
+    return contract

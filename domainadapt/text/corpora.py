@@ -9,6 +9,9 @@ Corpus specs for `load_text`:
     dictd:NAME          bodies of a dictd dictionary (dictd:foldoc, dictd:jargon, dictd:gcide)
     hub:NAME[:CONFIG]   datasets.load_dataset(NAME, CONFIG) from the Hugging Face Hub (needs internet)
     file:PATH           .txt (one document per line), .csv, .json or .jsonl (a text column)
+    csv:PATH, jsonl:PATH, json:PATH, parquet:PATH, hf:NAME_OR_FOLDER
+                        the forms of text_classification's labelled sources (`text.labelled`), read the same way
+                        (a hub name that cannot be downloaded fails in one line); their "text" column
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import numpy as np
 from .dictd import DictEntry, read_dictd
 
 FILE_BUILDERS = {".txt": "text", ".csv": "csv", ".json": "json", ".jsonl": "json"}
+LABELLED_KINDS = ("csv", "jsonl", "json", "parquet", "hf")  # = text.labelled.KINDS (imported lazily: it loads torch)
 
 
 class CorpusError(ValueError):
@@ -67,13 +71,20 @@ def load_text(spec: str, *, text_column: str = "text", split: str = "train", exc
     error. `cache_dir` goes to datasets.load_dataset (default: $HF_DATASETS_CACHE).
     """
     kind, sep, rest = spec.partition(":")
-    if not sep or not rest or kind not in ("dictd", "hub", "file"):
+    own = kind in LABELLED_KINDS
+    if not own and (not sep or not rest or kind not in ("dictd", "hub", "file")):
         raise CorpusError(f"unknown corpus spec {spec!r}; expected dictd:NAME (e.g. dictd:foldoc), "
-                          "hub:NAME[:CONFIG] or file:PATH (.txt, .csv, .json, .jsonl)")
+                          "hub:NAME[:CONFIG], file:PATH (.txt, .csv, .json, .jsonl), csv:PATH, jsonl:PATH, "
+                          "parquet:PATH or hf:NAME_OR_FOLDER")
     exclude = list(exclude)
     if exclude and kind != "dictd":
         raise CorpusError(f"exclude= (headwords) applies to dictd corpora only, not to {spec!r}")
-    if kind == "dictd":
+    if own:
+        from .labelled import LabelledTextOptions, read_splits
+
+        dataset = _only_text(read_splits(spec, LabelledTextOptions(hf_split_train=split), "corpus")[0], text_column,
+                             spec)
+    elif kind == "dictd":
         texts = [e.body for e in exclude_headwords(read_dictd(rest), exclude)]
         dataset = _dataset({"text": texts})
     elif kind == "file":
@@ -81,8 +92,14 @@ def load_text(spec: str, *, text_column: str = "text", split: str = "train", exc
     else:
         from datasets import load_dataset
 
+        from .labelled import hub_dataset_message, load_errors
+
         name, _, config = rest.partition(":")
-        dataset = load_dataset(name, config or None, split=split, cache_dir=None if cache_dir is None else str(cache_dir))
+        try:
+            dataset = load_dataset(name, config or None, split=split,
+                                   cache_dir=None if cache_dir is None else str(cache_dir))
+        except load_errors() as err:  # one line for the CLI: offline, no such dataset, a missing config
+            raise CorpusError(hub_dataset_message(name, config or None, err, f"corpus {spec!r}")) from None
         dataset = _only_text(dataset, text_column, spec)
     dataset = dataset.filter(lambda batch: [bool(t and t.strip()) for t in batch["text"]], batched=True)
     if len(dataset) == 0:

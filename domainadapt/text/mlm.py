@@ -31,6 +31,65 @@ class MiniLMNotInstalledError(FileNotFoundError):
     """The pip package that ships all-MiniLM-L6-v2 is absent."""
 
 
+class TextModelError(ValueError):
+    """A text backbone that cannot be loaded (no such folder, no config.json, a hub name not downloadable); one line."""
+
+
+MODEL_FOLDER_HINT = ("save one where there is internet (AutoModel.from_pretrained(NAME).save_pretrained(FOLDER) and "
+                     "AutoTokenizer.from_pretrained(NAME).save_pretrained(FOLDER)) and pass --backbone FOLDER")
+
+
+def one_line(err: BaseException) -> str:
+    """An exception as one line: the CLI prints one `error:` line, and library messages span several."""
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def hub_offline() -> bool:
+    """HF_HUB_OFFLINE set now, or when huggingface_hub was imported (it reads the variable once, at import)."""
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE"):
+        return True
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def check_pretrained(name_or_path: str | os.PathLike, where: str = "backbone") -> None:
+    """Fail in one line, before any long work, when a text backbone cannot load: a folder without config.json,
+    a path that does not exist, or a hub name that is neither cached nor downloadable. A hub name costs one small
+    download (config.json, which from_pretrained then reads from the cache); offline (HF_HUB_OFFLINE) it costs
+    none. "minilm" resolves to its package folder first (`models.registry.resolve_text_backbone`)."""
+    source = os.fspath(name_or_path)
+    path = Path(source).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise TextModelError(f"{where}: folder {path} holds no config.json, so it is not a Hugging Face model "
+                                 "folder; write one with model.save_pretrained(FOLDER) and tokenizer.save_pretrained("
+                                 "FOLDER)")
+        return
+    if path.exists() or source.startswith(("/", ".", "~")) or source.count("/") > 1:  # hub ids: [OWNER/]NAME
+        raise TextModelError(f"{where}: model folder {path} does not exist" if not path.exists() else
+                             f"{where}: {path} is a file, not a model folder (one with config.json)")
+    from huggingface_hub import hf_hub_download, try_to_load_from_cache
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+
+    try:
+        if isinstance(try_to_load_from_cache(source, "config.json"), str):
+            return
+        if hub_offline():
+            raise ConnectionError("HF_HUB_OFFLINE is set and it is not in the local cache")
+        hf_hub_download(source, "config.json")
+    except GatedRepoError as err:
+        raise TextModelError(f"{where}: Hugging Face model '{source}' is gated: accept its terms on the Hub and log "
+                             f"in (hf auth login) ({one_line(err)})") from None
+    except RepositoryNotFoundError:
+        raise TextModelError(f"{where}: no model '{source}' on the Hugging Face Hub (a typo, or private: hf auth "
+                             "login), and no such local folder") from None
+    except (OSError, ValueError) as err:  # ConnectionError, LocalEntryNotFoundError, HFValidationError, HTTP errors
+        raise TextModelError(f"{where}: Hugging Face model '{source}' could not be downloaded (offline?): "
+                             f"{one_line(err)}; {MODEL_FOLDER_HINT}") from None
+
+
 def _contains(module: nn.Module, part: nn.Module) -> bool:
     return any(m is part for m in module.modules())
 
@@ -163,8 +222,12 @@ def load_masked_lm(name_or_path: str | os.PathLike, *, device: str | torch.devic
     source = minilm_path() if os.fspath(name_or_path) == "minilm" else name_or_path
     local = Path(source).expanduser().is_dir()
     kwargs = {"trust_remote_code": False, "local_files_only": local}
-    model, info = AutoModelForMaskedLM.from_pretrained(str(source), output_loading_info=True, **kwargs)
-    tokenizer = AutoTokenizer.from_pretrained(str(source), **kwargs)
+    try:
+        model, info = AutoModelForMaskedLM.from_pretrained(str(source), output_loading_info=True, **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(str(source), **kwargs)
+    except OSError as err:  # transformers' messages span lines; the CLI prints one `error:` line
+        raise TextModelError(f"cannot load the text backbone '{source}' (model and tokenizer): {one_line(err)}"
+                             + ("" if local else f"; offline? {MODEL_FOLDER_HINT}")) from None
     missing = sorted(k for k in info.get("missing_keys", ()) if k.split(".")[0] in HEAD_MODULES)
     if missing:
         warnings.warn(f"{source} has no masked-LM head ({len(missing)} head tensors newly initialised, e.g. "

@@ -1,7 +1,8 @@
 """Where text tasks get their text: corpus specs, the held-out policy, the FOLDOC subject task, labelled rows.
 
 A corpus spec is parts joined by "+": dictd:NAME (a dictd dictionary: foldoc, jargon, gcide), task:foldoc (the
-subject task's own train + unlabeled text: TAPT), file:PATH, hub:NAME (`corpora.load_text`). Held-out text is
+subject task's own train + unlabeled text: TAPT), file:PATH, hub:NAME, and the labelled-source forms csv:PATH,
+jsonl:PATH, parquet:PATH, hf:NAME_OR_FOLDER (their "text" column; `corpora.load_text`, `labelled`). Held-out text is
 fixed per document (a hash of its text), so every run of an experiment measures the same text.
 """
 
@@ -17,6 +18,7 @@ import torch
 
 from .corpora import exclude_headwords, foldoc_subject_task, load_text, tokenize_corpus
 from .dictd import dictd_path, read_dictd
+from .labelled import LabelledTextOptions, check_labelled_source, is_labelled_spec
 from .mlm import block_rows
 
 HELDOUT_EVERY = 20  # one document in 20 (by a hash of its text) is held out of every training corpus
@@ -113,9 +115,11 @@ def check_corpus_spec(spec: str, where: str) -> None:
             dictd_path("foldoc")
         elif kind == "dictd" and rest:
             dictd_path(rest)
+        elif is_labelled_spec(part):  # csv: / jsonl: / parquet: / hf: as text_classification reads them
+            check_labelled_source(part, LabelledTextOptions(), where)
         elif kind not in ("file", "hub") or not sep or not rest:
-            raise TextTaskError(f"{where}: unknown corpus '{part}'; use dictd:NAME, task:foldoc, file:PATH or hub:NAME, "
-                                "joined by '+'")
+            raise TextTaskError(f"{where}: unknown corpus '{part}'; use dictd:NAME, task:foldoc, file:PATH, hub:NAME, "
+                                "csv:PATH, jsonl:PATH, parquet:PATH or hf:NAME_OR_FOLDER, joined by '+'")
 
 
 def token_blocks(texts: list[str], tokenizer: Any, block_size: int, whole_word_mask: bool = False) -> list[dict[str, torch.Tensor]]:

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from ..methods.base import Method
-from ..models.blocks import block_parameter_names
+from ..models.blocks import block_parameter_names, model_blocks
 from .config import TrainConfig
 
 
@@ -100,3 +100,61 @@ def build_optimizer(config: TrainConfig, groups: list[dict[str, Any]]) -> torch.
     if config.optimizer == "adam":
         return torch.optim.Adam(groups, lr=config.lr, weight_decay=config.weight_decay)
     return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def _cover(mine: set[str], managed: list[str], prefix: str = "") -> list[str]:
+    """The fewest module prefixes whose managed parameters are exactly `mine` (walking down the name tree)."""
+    under = [n for n in managed if _under(n, prefix)]
+    hits = [n for n in under if n in mine]
+    if not hits:
+        return []
+    if len(hits) == len(under):
+        return [prefix]
+    depth = prefix.count(".") + 1 if prefix else 0
+    children = dict.fromkeys(".".join(n.split(".")[: depth + 1]) for n in under)
+    return [p for child in children for p in _cover(mine, managed, child)]
+
+
+def _under(name: str, prefix: str) -> bool:
+    return not prefix or name == prefix or name.startswith(prefix + ".")
+
+
+def group_log_names(model: nn.Module, groups: list[dict[str, Any]], max_parts: int = 3) -> list[str]:
+    """A readable name per optimizer group, for the logged learning rates (`lr/<name>` in metrics.jsonl), so a
+    reader sees *which* layers train at which lr, not "model@0.1". The name is the fewest module prefixes that
+    hold exactly the group's parameters ("backbone", "head"), where the modules of one block (`models.blocks`,
+    e.g. conv1 + bn1) go by the block's name ("backbone.conv1", "head.net.4"), joined by "+". One group holding
+    the whole model is "model"; a group spread over more than `max_parts` modules keeps "model@<multiplier>",
+    and groups of parameters that are not the model's keep their own name ("method"). Only parameters in the
+    optimizer count, so layers frozen by config.freeze do not fragment a name. The names are computed from the
+    groups as built, not stored in them: the optimizer's groups (and their checkpoints) stay as they are."""
+    param_name = {id(p): n for n, p in model.named_parameters()}
+    members = [[param_name.get(id(p)) for p in g["params"]] for g in groups]
+    model_groups = [i for i, names in enumerate(members) if names and None not in names]
+    managed = [n for i in model_groups for n in members[i]]
+    try:
+        blocks = model_blocks(model)
+    except Exception:  # a model the block finder cannot split (names are cosmetic): module prefixes only
+        blocks = []
+    out = []
+    for i, g in enumerate(groups):
+        name = str(g.get("name", f"group{i}"))
+        if i in model_groups and len(model_groups) == 1 and len(members[i]) == len(managed):
+            name = "model"
+        elif i in model_groups:
+            parts = _cover(set(members[i]), managed)
+            for block, prefixes in blocks:  # a whole block's modules -> the block's name
+                live = [p for p in prefixes if any(_under(n, p) for n in managed)]
+                if len(live) > 1 and all(p in parts for p in live):
+                    parts = [block if p == live[0] else p for p in parts if p not in live[1:]]
+            if len(parts) <= max_parts:
+                name = "+".join(parts)
+            elif name == "model":  # the multiplier-1 group, yet not the whole model
+                name = "model@1"
+        out.append(name)
+    seen: dict[str, int] = {}
+    for i, name in enumerate(out):  # unique keys even if two groups fall back to the same text
+        k = seen[name] = seen.get(name, -1) + 1
+        if k:
+            out[i] = f"{name}#{k}"
+    return out

@@ -33,7 +33,7 @@ from .checkpoint import CheckpointError, load_latest, save_checkpoint
 from .config import TrainConfig
 from .health import HealthEvent, HealthMonitor, UnhealthyRunError, method_domain_weight, parse_health_options
 from .logging import MetricsLogger
-from .param_groups import build_optimizer, build_param_groups
+from .param_groups import build_optimizer, build_param_groups, group_log_names
 from .schedules import lr_factor
 from .step import StepModule, set_train_mode
 from .sync_batchnorm import convert_to_all_reduce_batchnorm
@@ -104,6 +104,8 @@ class Trainer:
 
         self.optimizer = build_optimizer(config, build_param_groups(
             model, method, config.lr, lr_mults=config.lr_mults, layer_lr_decay=config.layer_lr_decay))
+        # named once, from the groups as built (a resumed optimizer's groups are positional): metrics.jsonl's lr/<name>
+        self._lr_names = group_log_names(model, self.optimizer.param_groups)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer,
             lr_factor(config.schedule, config.steps, config.warmup_steps, **config.schedule_kwargs),
@@ -244,6 +246,22 @@ class Trainer:
                 del self.engine  # its reducer's gradient hooks go with it
                 self.engine = self._wrap_ddp()
 
+    def _learning_rates(self) -> dict[str, float]:
+        """The learning rates now, for metrics.jsonl. `lr` = config.lr under the schedule: the lr of every group at
+        multiplier 1, and what readers of a one-group run always saw (not group 0's, which with discriminative
+        rates is the lowest). With several groups (or one off the base lr), also `lr/<name>` for each group that
+        trains now (`group_log_names`: "lr/backbone", "lr/head.net.4", "lr/method"); a group at lr 0, or whose
+        parameters are all frozen at this step (gradual unfreezing), is left out: its lr moves nothing.
+        Read-only: the optimizer is not touched, so training is the same bit for bit."""
+        factor = self.scheduler.lr_lambdas[0](self.scheduler.last_epoch)
+        out = {"lr": self.config.lr * factor}
+        groups = self.optimizer.param_groups
+        if len(groups) > 1 or groups[0]["lr"] != out["lr"]:
+            for name, g in zip(self._lr_names, groups):
+                if g["lr"] > 0 and any(p.requires_grad for p in g["params"]):
+                    out[f"lr/{name}"] = g["lr"]
+        return out
+
     def train_step(self) -> None:
         self._apply_unfreeze_schedule()
         config = self.config
@@ -347,7 +365,7 @@ class Trainer:
                 flushed = self._due(config.log_every) or self.step == config.steps
                 if flushed:
                     record.update(self._flush_losses())
-                    record["lr"] = self.optimizer.param_groups[0]["lr"]
+                    record.update(self._learning_rates())
                     self.last_train_losses = {k: v for k, v in record.items() if k.startswith("train/")}
                     if not all(math.isfinite(v) for v in self.last_train_losses.values()):
                         self._check_health(self.last_train_losses)  # loss_spike's record, then the error
