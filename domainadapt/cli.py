@@ -26,6 +26,7 @@ from .io import atomic_write_json, atomic_write_text
 from .methods import available_methods, get_method_class
 from .models import available_backbones, get_backbone
 from .plugins import PluginError, add_plugins
+from .presets import PRESETS, finish_preset, preset_fields
 from .regularizers import available_regularizers, get_regularizer
 from .report import collect, render, summary_table
 from .runs import run
@@ -146,6 +147,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    f"config the other flags build: {', '.join(STRATEGIES)}; join with '+', e.g. gradual+discriminative")
     p.add_argument("--strategy-arg", action="append", metavar="KEY=VALUE",
                    help=f"an option of --strategy ({', '.join(strategy_options())}), e.g. blocks=1 for partial (repeatable)")
+    p.add_argument("--preset", choices=sorted(PRESETS), help="a named recipe under the file and the flags given: "
+                   + "; ".join(f"{name}: {preset.doc}" for name, preset in PRESETS.items()))
     p.add_argument("--out", type=Path, required=True, help="run directory")
 
 
@@ -168,7 +171,8 @@ def _apply_strategy_flags(config: TrainConfig, strategy: str | None, items: list
 
 def train_config(args: argparse.Namespace) -> TrainConfig:
     """The TrainConfig `train` runs, built without training: the --config file's fields, then the flags given
-    (a dict flag merges into the file's dict, any other replaces the value), then --strategy's edits."""
+    (a dict flag merges into the file's dict, any other replaces the value), then --strategy's edits; a --preset
+    comes first, under all of them."""
     base: dict[str, Any] = {}
     if args.config is not None:
         if not args.config.is_file():
@@ -182,10 +186,15 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
         if not isinstance(base, dict):
             raise ValueError(f"config file {args.config} must hold a JSON object of TrainConfig fields, "
                              f"not a {type(base).__name__}")
+    explicit = set(base)  # the fields the file or a flag sets: a preset never overrides them
+    preset = getattr(args, "preset", None)
+    if preset is not None:
+        base = {**preset_fields(preset), **base}
     for f, flag, opts in config_flags():
         value = getattr(args, f.name, None)
         if value is None:
             continue
+        explicit.add(f.name)
         if opts.get("action") == "append":  # KEY=VALUE items merge into the config file's options
             given = base.get(f.name) or {}
             if not isinstance(given, dict):
@@ -193,7 +202,10 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
             base[f.name] = {**given, **_key_values(value, flag)}
         else:
             base[f.name] = None if value is SET_NONE else value
-    return _apply_strategy_flags(TrainConfig.from_dict(base), args.strategy, args.strategy_arg)
+    config = TrainConfig.from_dict(base)
+    if preset is not None:
+        config = finish_preset(config, preset, explicit)
+    return _apply_strategy_flags(config, args.strategy, args.strategy_arg)
 
 
 def _train(args: argparse.Namespace) -> int:

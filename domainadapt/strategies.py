@@ -67,6 +67,18 @@ def _parse(name: str) -> list[str]:
     return parts
 
 
+PRETRAINED_OPTIONS = ("weights", "pretrained")  # torchvision's weights=NAME|PATH, timm's pretrained=true|PATH
+
+
+def pretrained_options(config: TrainConfig) -> list[str]:
+    """The backbone options of `config` that load pretrained weights (empty: the backbone starts random)."""
+    return [k for k in PRETRAINED_OPTIONS if config.backbone_kwargs.get(k) not in (None, False)]
+
+
+def _without_pretrained(config: TrainConfig) -> dict[str, Any]:
+    return {k: v for k, v in config.backbone_kwargs.items() if k not in PRETRAINED_OPTIONS}
+
+
 def config_model(config: TrainConfig, model: nn.Module | None = None) -> nn.Module:
     """`model`, or the image classifier `config` builds, on the meta device (no weights allocated, nothing
     downloaded): what strategies count blocks of."""
@@ -75,7 +87,7 @@ def config_model(config: TrainConfig, model: nn.Module | None = None) -> nn.Modu
     task = getattr(config, "task", "image_classification")
     if task != "image_classification":
         raise ValueError(f"this strategy counts the model's blocks: for task '{task}' pass model=<a built model>")
-    kwargs = {k: v for k, v in config.backbone_kwargs.items() if k != "weights"}  # never download for names
+    kwargs = _without_pretrained(config)  # never download for names
     with torch.device("meta"):
         return build_model(config.backbone, 2, config.image_size, kwargs)
 
@@ -92,8 +104,8 @@ def strategy_overrides(
 ) -> dict[str, Any]:
     """The TrainConfig fields `strategy` sets, as a dict (JSON-able data).
 
-    init_from: the source-trained run (default: config.init_from); not needed for a pretrained torchvision
-    backbone (backbone_kwargs["weights"]). blocks: k for "partial". unfreeze_every: N for "gradual" (default
+    init_from: the source-trained run (default: config.init_from); not needed for a pretrained backbone
+    (backbone_kwargs "weights" for torchvision, "pretrained" for timm). blocks: k for "partial". unfreeze_every: N for "gradual" (default
     steps // (backbone blocks + 1), so the last block unfreezes with a stage of training left). decay: for
     "discriminative" (default 1/2.6). model: the model whose blocks are counted (default: the image classifier
     the config builds; give it for other tasks). The base config's `freeze` and `lr_mults` are kept (they
@@ -107,13 +119,13 @@ def strategy_overrides(
     out: dict[str, Any] = {"layer_lr_decay": None, "unfreeze_every": 0}
     if "scratch" in parts:
         out["init_from"] = None
-        if config.backbone_kwargs.get("weights") is not None:
-            out["backbone_kwargs"] = {k: v for k, v in config.backbone_kwargs.items() if k != "weights"}
+        if pretrained_options(config):
+            out["backbone_kwargs"] = _without_pretrained(config)
         return out
     source = init_from if init_from is not None else config.init_from
-    if source is None and config.backbone_kwargs.get("weights") is None:
+    if source is None and not pretrained_options(config):
         raise ValueError(f"strategy '{strategy}' transfers a trained model: give init_from (the source run) "
-                         "or a pretrained backbone (backbone_kwargs weights)")
+                         "or a pretrained backbone (backbone_kwargs weights, or pretrained for timm:NAME)")
     out["init_from"] = None if source is None else str(source)
     freeze = list(config.freeze)
     generic = model is not None and not isinstance(getattr(model, "backbone", None), nn.Module)  # no "backbone."
@@ -153,7 +165,7 @@ def apply_strategy(config: TrainConfig, strategy: str, **options: Any) -> TrainC
 
 def strategy_label(config: TrainConfig) -> str:
     """A best-effort strategy name read back from a config (for table rows): e.g. "partial+gradual"."""
-    if config.init_from is None and config.backbone_kwargs.get("weights") is None:
+    if config.init_from is None and not pretrained_options(config):
         return "scratch"
     if "backbone.*" in config.freeze:
         parts = ["feature_extraction"]

@@ -113,3 +113,79 @@ def test_bad_export_and_predict_requests_are_one_line_errors(image_run, tmp_path
     with pytest.raises(ExportError, match="disagrees with PyTorch"):
         export_run(image_run / "run", "onnx", tmp_path / "strict", atol=-1.0)
     assert not (tmp_path / "strict").exists() and not (tmp_path / "strict.partial").exists()
+
+
+# ------------------------------------------------------------------------------------------- text runs
+
+TOPICS = {"networking": ("network", "sends", "packets", "protocol"), "hardware": ("processor", "memory", "cache", "disk")}
+
+
+@pytest.fixture(scope="module")
+def text_runs(tmp_path_factory) -> Path:
+    """Two finished text runs on a CSV: mean pooling + our head, and Hugging Face's own head (pooling=hf)."""
+    from text_fixtures import save_tiny_bert, tiny_texts
+
+    root = tmp_path_factory.mktemp("text")
+    bert = save_tiny_bert(root / "bert", {w for ws in TOPICS.values() for w in ws} | {"the", "a"})
+    rows = [{"body": t, "topic": topic} for k, (topic, words) in enumerate(TOPICS.items())
+            for t in tiny_texts(12, seed=k, words=list(words) + ["the", "a"])]
+    pd.DataFrame(rows).to_csv(root / "topics.csv", index=False)
+    for pooling in ("mean", "hf"):
+        assert main(["train", "--task", "text_classification", "--source", f"csv:{root / 'topics.csv'}",
+                     "--backbone", str(bert), "--task-arg", "text_column=body", "--task-arg", "label_column=topic",
+                     "--task-arg", f"pooling={pooling}", "--task-arg", "max_length=16", "--steps", "4",
+                     "--batch-size", "8", "--optimizer", "adamw", "--lr", "3e-3", "--device", "cpu", "--no-progress",
+                     "--out", str(root / pooling)]) == 0
+    (root / "new.txt").write_text("the network sends packets\nthe processor cache\n\nmemory disk disk\n")
+    return root
+
+
+def test_a_text_run_exports_to_onnx_with_dynamic_batch_and_length(text_runs, tmp_path):
+    import onnxruntime
+
+    card = export_run(text_runs / "mean", "onnx", tmp_path / "onnx")
+    assert card["check"]["inputs"] == 50 and card["check"]["max_abs_logit_diff"] <= 1e-4
+    assert card["input"]["kind"] == "text" and card["input"]["max_length"] == 16
+    assert card["classes"] == ["hardware", "networking"]
+    session = onnxruntime.InferenceSession(str(tmp_path / "onnx" / "model.onnx"), providers=["CPUExecutionProvider"])
+    model, _ = load_trained_model(text_runs / "mean")
+    ids, mask = torch.randint(0, model.encoder.config.vocab_size, (3, 11)), torch.ones(3, 11, dtype=torch.int64)
+    with torch.no_grad():
+        expected = model({"input_ids": ids, "attention_mask": mask})
+    got = session.run(["logits"], {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})[0]
+    assert float((expected - torch.from_numpy(got)).abs().max()) <= 1e-4
+
+
+def test_the_hf_export_reloads_with_automodel_and_gives_the_same_logits(text_runs, tmp_path):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    card = export_run(text_runs / "hf", "hf", tmp_path / "hf")
+    assert card["check"]["max_abs_logit_diff"] <= 1e-4
+    reloaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "hf").eval()
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "hf")
+    assert reloaded.config.id2label == {0: "hardware", 1: "networking"}
+    model, _ = load_trained_model(text_runs / "hf")
+    enc = tokenizer(["the network sends packets", "memory cache disk"], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        ours = model({"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]})
+        theirs = reloaded(**enc).logits
+    assert float((ours - theirs).abs().max()) <= 1e-5
+    with pytest.raises(ExportError, match="needs a run trained with Hugging Face's own head"):
+        export_run(text_runs / "mean", "hf", tmp_path / "no")
+
+
+def test_predict_on_texts_writes_one_row_per_line(text_runs, tmp_path):
+    frame = predict_run(text_runs / "mean", text_runs / "new.txt", tmp_path / "p.csv", progress=False)
+    assert frame["input"].tolist() == ["the network sends packets", "the processor cache", "memory disk disk"]
+    assert list(frame.columns)[3:] == ["p[hardware]", "p[networking]"]
+    assert torch.allclose(torch.tensor(frame[["p[hardware]", "p[networking]"]].sum(axis=1).values, dtype=torch.float64),
+                          torch.ones(3,
+                          dtype=torch.float64), atol=1e-5)
+    model, _ = load_trained_model(text_runs / "mean")
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(text_runs / "bert")
+    enc = tokenizer(["memory disk disk"], truncation=True, max_length=16, return_tensors="pt")
+    with torch.no_grad():
+        p = torch.softmax(model({"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}), 1)[0]
+    assert abs(float(p[0]) - frame["p[hardware]"][2]) < 1e-5

@@ -299,3 +299,18 @@ def test_resume_mid_schedule_equals_uninterrupted_run(toy, pretrained, tmp_path,
     assert resumed["metrics"] == reference["metrics"]
     pre = load_trained_model(pretrained)[0].state_dict()
     assert not torch.equal(b["modules"]["model.backbone.conv1.weight"], pre["backbone.conv1.weight"])  # unfroze at 4
+
+
+def test_a_pretrained_timm_backbone_needs_no_init_from_and_scratch_drops_its_weights():
+    pytest.importorskip("timm")
+    from domainadapt.strategies import apply_strategy, pretrained_options, strategy_label
+
+    config = TrainConfig(backbone="timm:resnet18", backbone_kwargs={"pretrained": True, "bottleneck": 64},
+                         image_size=32, steps=40)
+    assert pretrained_options(config) == ["pretrained"] and strategy_label(config) != "scratch"
+    tuned = apply_strategy(config, "feature_extraction")
+    assert tuned.init_from is None and "backbone.*" in tuned.freeze
+    scratch = apply_strategy(config, "scratch")
+    assert scratch.backbone_kwargs == {"bottleneck": 64} and strategy_label(scratch) == "scratch"
+    with pytest.raises(ValueError, match="pretrained for timm:NAME"):
+        apply_strategy(TrainConfig(backbone="timm:resnet18", backbone_kwargs={"pretrained": False}), "full")

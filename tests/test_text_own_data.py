@@ -12,7 +12,7 @@ from domainadapt.cli import main
 from domainadapt.runs import check_inputs, read_result
 from domainadapt.train import TrainConfig
 
-from text_fixtures import tiny_texts
+from text_fixtures import save_tiny_bert, tiny_texts
 
 TOPICS = {
     "networking": ("network", "sends", "packets", "over", "protocol", "router", "socket"),
@@ -32,23 +32,8 @@ def _rows(per_topic: int = 12) -> list[dict[str, str]]:
 @pytest.fixture(scope="module")
 def tiny_bert_dir(tmp_path_factory):
     """A random 2-layer BERT (hidden 32) and a BertTokenizerFast over a WordPiece vocab written here."""
-    from transformers import BertConfig, BertForMaskedLM, BertTokenizerFast
-
-    root = tmp_path_factory.mktemp("own")
-    words = sorted({w for ws in TOPICS.values() for w in ws} | {"the", "a", "."})
-    vocab = root / "vocab.txt"
-    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]) + "\n")
-    tokenizer = BertTokenizerFast(vocab=str(vocab))  # transformers 5: `vocab` (a path or a dict); vocab_file is ignored
-    assert tokenizer.unk_token_id not in tokenizer("the network sends packets")["input_ids"]
-    import torch
-
-    torch.manual_seed(0)
-    model = BertForMaskedLM(BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                                       intermediate_size=64, vocab_size=len(tokenizer), max_position_embeddings=64))
-    folder = root / "bert"
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    words = {w for ws in TOPICS.values() for w in ws} | {"the", "a"}
+    return save_tiny_bert(tmp_path_factory.mktemp("own") / "bert", words)
 
 
 def _train(args: list[str], backbone, out) -> int:
@@ -268,3 +253,21 @@ def test_a_folder_of_train_and_test_files_gives_its_splits(tmp_path):
                                                 "pass --task-arg hf_split_test=NAME"):
         load_labelled(f"hf:{tmp_path / 'data'}", LabelledTextOptions(text_column="body", label_column="topic",
                                                                    hf_split_test="validation"), progress=False)
+
+
+def test_the_bert_preset_counts_three_epochs_in_steps_and_yields_to_the_flags(tiny_bert_dir, tmp_path):
+    import pandas as pd
+
+    from domainadapt.cli import build_parser, train_config
+
+    pd.DataFrame(_rows()).to_csv(tmp_path / "topics.csv", index=False)
+    common = ["train", "--preset", "bert_finetune", "--source", f"csv:{tmp_path / 'topics.csv'}", "--backbone",
+              str(tiny_bert_dir), "--task-arg", "text_column=body", "--task-arg", "label_column=topic",
+              "--test-fraction", "0.25", "--out", str(tmp_path / "run")]
+    config = train_config(build_parser().parse_args(common))
+    # 27 training rows (36, 3 per topic held out): 3 epochs of batch 16 = ceil(81 / 16) = 6 steps, warm-up 10% → 1
+    assert (config.task, config.optimizer, config.lr, config.weight_decay, config.batch_size, config.schedule) == (
+        "text_classification", "adamw", 2e-5, 0.01, 16, "linear")
+    assert (config.steps, config.warmup_steps) == (6, 1)
+    mine = train_config(build_parser().parse_args([*common, "--lr", "3e-5", "--steps", "40"]))
+    assert (mine.lr, mine.steps, mine.warmup_steps) == (3e-5, 40, 4)  # flags win; the warm-up ratio follows

@@ -57,6 +57,27 @@ def tiny_bert(vocab_size: int, seed: int = 0):
     return BertForMaskedLM(config).eval()
 
 
+def save_tiny_bert(folder, words, seed: int = 0):
+    """A random 2-layer BERT (hidden 32) and a BertTokenizerFast over a WordPiece vocab of `words`, saved with
+    save_pretrained into `folder` (a local model folder, as a user has after downloading one); returns `folder`."""
+    from pathlib import Path
+
+    from transformers import BertConfig, BertForMaskedLM, BertTokenizerFast
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = folder.parent / f"{folder.name}-vocab.txt"
+    vocab.write_text("\n".join([*SPECIALS, *sorted(set(words) | {"."})]) + "\n")
+    tokenizer = BertTokenizerFast(vocab=str(vocab))  # transformers 5: `vocab` (a path or a dict); vocab_file is ignored
+    assert tokenizer.unk_token_id not in tokenizer(" ".join(sorted(words)[:3]))["input_ids"]
+    torch.manual_seed(seed)
+    model = BertForMaskedLM(BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                       intermediate_size=64, vocab_size=len(tokenizer), max_position_embeddings=64))
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
 # ------------------------------------------------------------------------------------ a dictd dictionary on disk
 
 B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from ..io import atomic_write_json, atomic_write_text
+from ..models.registry import resolve_text_backbone
 from .loaded import DeployError, LoadedRun, load_run
 
 EXPORT_FORMATS = ("onnx", "torchscript", "safetensors", "hf")
@@ -53,12 +54,17 @@ def example_inputs(run: LoadedRun, n: int, seed: int = 0) -> tuple[torch.Tensor,
     if run.kind == "image":
         s = int(run.contract["image_size"])
         return (torch.rand(n, 3, s, s, generator=g),)
-    vocab = int(run.model.encoder.config.vocab_size)
+    vocab = int(text_model_config(run.model).vocab_size)
     length = min(int(run.contract.get("max_length", 32)), 32)
     ids = torch.randint(0, vocab, (n, length), generator=g)
     lengths = torch.randint(1, length + 1, (n,), generator=g)
     mask = (torch.arange(length)[None, :] < lengths[:, None]).long()
     return ids * mask, mask
+
+
+def text_model_config(model: nn.Module) -> Any:
+    """The Hugging Face config of a text run's model (HFSequenceClassifier's own, TextClassifier's encoder's)."""
+    return model.config if hasattr(model, "hf_model") else model.encoder.config
 
 
 def _forward_module(run: LoadedRun) -> nn.Module:
@@ -140,7 +146,7 @@ def _export_hf(run: LoadedRun, folder: Path, inputs: tuple[torch.Tensor, ...], r
     hf_model.config.id2label = dict(enumerate(run.classes))
     hf_model.config.label2id = {name: i for i, name in enumerate(run.classes)}
     hf_model.save_pretrained(str(folder))
-    tokenizer = AutoTokenizer.from_pretrained(run.contract["tokenizer"])
+    tokenizer = AutoTokenizer.from_pretrained(resolve_text_backbone(run.contract["tokenizer"]))
     tokenizer.save_pretrained(str(folder))
     back = AutoModelForSequenceClassification.from_pretrained(str(folder)).eval()
     with torch.no_grad():

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from ..data.image_files import ImageFileDomain
 from ..data.image_lists import IMAGE_EXTENSIONS
 from ..io import atomic_write_text
+from ..models.registry import resolve_text_backbone
 from .loaded import DeployError, LoadedRun, load_run
 
 
@@ -80,7 +81,7 @@ def _image_batches(run: LoadedRun, paths: list[str], batch_size: int):
 def _text_batches(run: LoadedRun, texts: list[str], batch_size: int):
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(run.contract["tokenizer"])
+    tokenizer = AutoTokenizer.from_pretrained(resolve_text_backbone(run.contract["tokenizer"]))
     for start in range(0, len(texts), batch_size):
         enc = tokenizer(texts[start:start + batch_size], truncation=True, padding=True,
                         max_length=int(run.contract.get("max_length", 128)), return_tensors="pt")

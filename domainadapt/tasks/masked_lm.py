@@ -27,7 +27,15 @@ from ..models.registry import backbone_modality, resolve_text_backbone
 from ..regularizers.fisher import FisherData
 from ..seeding import seed_everything
 from ..text.corpora import mlm_collator
-from ..text.mlm import IGNORE_INDEX, FixedMaskedBlocks, MaskedBlocks, block_rows, load_masked_lm, masked_lm_loss
+from ..text.mlm import (
+    IGNORE_INDEX,
+    FixedMaskedBlocks,
+    MaskedBlocks,
+    block_rows,
+    check_pretrained,
+    load_masked_lm,
+    masked_lm_loss,
+)
 from ..text.sources import (
     SubjectTaskOptions,
     TextTaskError,
@@ -58,7 +66,7 @@ def check_text_backbone(config: TrainConfig) -> None:
     if backbone_modality(config.backbone) != "text":
         raise TextTaskError(f"task '{config.task}' needs a text backbone (\"minilm\", a folder or a hub name of a "
                             f"masked LM), not the image backbone '{config.backbone}'")
-    resolve_text_backbone(config.backbone)
+    check_pretrained(resolve_text_backbone(config.backbone))  # a missing folder or an offline hub name: one line
 
 
 def check_text_method(config: TrainConfig, method: str) -> None:

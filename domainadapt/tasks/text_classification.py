@@ -32,11 +32,11 @@ from torch import nn
 from ..data.domain import DomainError
 from ..data.splits import stratified_split
 from ..models.registry import resolve_text_backbone
-from ..models.text_classifier import TextClassifier
+from ..models.text_classifier import HFSequenceClassifier, TextClassifier
 from ..text.dictd import dictd_path
 from ..text.labelled import LabelledText, check_labelled_source, is_labelled_spec, load_labelled
 from ..text.labelled import LabelledTextOptions as _Columns
-from ..text.mlm import TextModelError, check_pretrained, load_masked_lm, one_line
+from ..text.mlm import TextModelError, load_masked_lm, one_line
 from ..text.sources import SubjectTaskOptions, TextTaskError, TokenizedLabelled, subject_task
 from ..train.checkpoint import load_model_weights
 from ..train.config import TrainConfig
@@ -45,13 +45,14 @@ from .base import Task, TaskSetup
 from .masked_lm import check_text_backbone, check_text_method
 
 SUBJECT_SOURCE = "foldoc_subjects"
+POOLINGS = ("mean", "cls", "hf")  # hf: AutoModelForSequenceClassification's own pooler and head (HFSequenceClassifier)
 
 
 @dataclass(frozen=True)
 class TextClassificationOptions:
     subject_task: SubjectTaskOptions = field(default_factory=SubjectTaskOptions)  # source foldoc_subjects only
     max_length: int = 128  # tokens per text (or text pair), truncated
-    pooling: str = "mean"  # "mean" (as all-MiniLM-L6-v2 was trained) or "cls"
+    pooling: str = "mean"  # "mean" (as all-MiniLM-L6-v2 was trained), "cls", or "hf": Hugging Face's own head
     # own data (csv: / jsonl: / parquet: / hf: sources; `text.labelled.LabelledTextOptions` documents each)
     text_column: str = "text"  # "text" and "label": the column names of most Hugging Face classification datasets
     text_pair_column: str | None = None
@@ -101,8 +102,8 @@ class TextClassification(Task):
                                 "nor labelled text: csv:PATH, jsonl:PATH, json:PATH, parquet:PATH or hf:NAME_OR_FOLDER")
         if config.regularizers:
             raise TextTaskError("regularizers on text_classification are not supported; regularise the masked-LM stage")
-        if options.pooling not in ("mean", "cls"):
-            raise TextTaskError(f"task_kwargs.pooling must be 'mean' or 'cls', not '{options.pooling}'")
+        if options.pooling not in POOLINGS:
+            raise TextTaskError(f"task_kwargs.pooling must be one of {', '.join(POOLINGS)}, not '{options.pooling}'")
         if options.max_length < 2:
             raise TextTaskError(f"task_kwargs.max_length must be at least 2 ([CLS] and [SEP]), not {options.max_length}")
         if not own:
@@ -112,7 +113,6 @@ class TextClassification(Task):
             target = _labelled_target(config)
             if target is not None:
                 check_labelled_source(target, options.columns(), "target")
-        check_pretrained(resolve_text_backbone(config.backbone))  # also with init_from: its architecture loads from it
 
     def _encoder_and_tokenizer(self, config: TrainConfig, init_state: dict[str, Any] | None):
         source = resolve_text_backbone(config.backbone)
@@ -150,9 +150,52 @@ class TextClassification(Task):
                                      if k.startswith("model.encoder.")})
         return encoder, tokenizer
 
+    @staticmethod
+    def _hf_classifier(config: TrainConfig, num_classes: int, init_state: dict[str, Any] | None,
+                       pretrained: bool = True) -> tuple[nn.Module, Any]:
+        """AutoModelForSequenceClassification for `pooling="hf"`: the backbone's weights (or a masked-LM / classifier
+        run's, `init_from`) under a new head of `num_classes`; `pretrained=False` builds it from its config only (a
+        finished run's weights are loaded next)."""
+        from pathlib import Path
+
+        from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+        source = resolve_text_backbone(config.backbone)
+        kwargs = {"trust_remote_code": False, "local_files_only": Path(source).expanduser().is_dir()}
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+            if pretrained:
+                hf = AutoModelForSequenceClassification.from_pretrained(source, num_labels=num_classes, **kwargs)
+            else:
+                hf_config = AutoConfig.from_pretrained(source, num_labels=num_classes, **kwargs)
+                hf = AutoModelForSequenceClassification.from_config(hf_config)
+        except (OSError, ValueError) as err:
+            raise TextModelError(f"cannot load '{source}' as a sequence classifier (pooling=hf): {one_line(err)}") from None
+        if init_state is not None:
+            modules = init_state["modules"]
+            prefix = f"model.{hf.base_model_prefix}."  # a masked-LM run: its encoder (the pooler and head stay new)
+            if any(k.startswith("model.hf_model.") for k in modules):  # a pooling=hf classifier run: its encoder
+                prefix = f"model.hf_model.{hf.base_model_prefix}."
+            elif any(k.startswith("model.encoder.") for k in modules):  # a mean / cls classifier run: its encoder
+                prefix = "model.encoder."
+            weights = {k[len(prefix):]: v for k, v in modules.items() if k.startswith(prefix)}
+            if not weights:
+                raise TextTaskError(f"init_from: {config.init_from} holds no '{hf.base_model_prefix}' encoder for this "
+                                    "backbone")
+            hf.base_model.load_state_dict(weights, strict=False)
+        return HFSequenceClassifier(hf), tokenizer
+
     def build_model(self, config: TrainConfig, options: TextClassificationOptions, info: dict[str, int]) -> nn.Module:
+        if options.pooling == "hf":
+            return self._hf_classifier(config, info["num_classes"], None, pretrained=False)[0]
         encoder, _ = self._encoder_and_tokenizer(config, None)
         return TextClassifier(encoder, info["num_classes"], pooling=options.pooling)
+
+    def train_size(self, config: TrainConfig, options: TextClassificationOptions) -> int:
+        if config.source == SUBJECT_SOURCE:
+            return len(subject_task(options.subject_task).train)
+        source = load_labelled(config.source, options.columns(), where="source", progress=False)
+        return len(_split(source, config, "source")[0])
 
     def build(self, config: TrainConfig, options: TextClassificationOptions,
               init_state: dict[str, Any] | None) -> TaskSetup:
@@ -172,8 +215,11 @@ class TextClassification(Task):
                 target = load_labelled(target_spec, options.columns(), where="target", class_names=names,
                                        progress=config.progress)
                 splits["source_test"], splits["target_test"] = test, _split(target, config, "target")[1]
-        encoder, tokenizer = self._encoder_and_tokenizer(config, init_state)
-        model = TextClassifier(encoder, len(names), pooling=options.pooling)
+        if options.pooling == "hf":
+            model, tokenizer = self._hf_classifier(config, len(names), init_state)
+        else:
+            encoder, tokenizer = self._encoder_and_tokenizer(config, init_state)
+            model = TextClassifier(encoder, len(names), pooling=options.pooling)
 
         def encode(split: Any) -> TokenizedLabelled:
             pairs = list(split["text_pair"]) if "text_pair" in split.column_names else None
