@@ -229,6 +229,16 @@ def test_dapt_takes_its_corpus_in_the_same_file_and_folder_forms(tiny_bert_dir, 
                          lr=1e-3, device="cpu", progress=False, eval_batch_size=8)
     result = run(config, tmp_path / "dapt")
     assert result["steps"] == 3 and result["metrics"]["domain_heldout/mlm_loss"] > 0
+    assert result["input"]["kind"] == "masked_lm" and result["input"]["block_size"] == 16
+    from transformers import AutoModelForMaskedLM
+
+    from domainadapt.deploy import ExportError, export_run
+
+    card = export_run(tmp_path / "dapt", "hf", tmp_path / "dapt_hf")  # the adapted encoder, to publish or reuse
+    assert card["check"]["max_abs_logit_diff"] <= 1e-4 and card["outputs"] == "token logits over the vocabulary"
+    assert AutoModelForMaskedLM.from_pretrained(tmp_path / "dapt_hf").config.hidden_size == 32
+    with pytest.raises(ExportError, match="a masked-LM run exports as --format hf"):
+        export_run(tmp_path / "dapt", "onnx", tmp_path / "dapt_onnx")
     _offline(monkeypatch)
     capsys.readouterr()
     rc = main(["train", "--task", "masked_lm", "--method", "masked_lm", "--backbone", str(tiny_bert_dir),

@@ -64,7 +64,7 @@ def example_inputs(run: LoadedRun, n: int, seed: int = 0) -> tuple[torch.Tensor,
 
 def text_model_config(model: nn.Module) -> Any:
     """The Hugging Face config of a text run's model (HFSequenceClassifier's own, TextClassifier's encoder's)."""
-    return model.config if hasattr(model, "hf_model") else model.encoder.config
+    return model.config if hasattr(model, "hf_model") or not hasattr(model, "encoder") else model.encoder.config
 
 
 def _forward_module(run: LoadedRun) -> nn.Module:
@@ -133,7 +133,24 @@ def _export_safetensors(run: LoadedRun, folder: Path, inputs: tuple[torch.Tensor
             "rebuild": "domainadapt: build the run's model from config.json, then load_state_dict(load_file(...))"}
 
 
+def _export_masked_lm(run: LoadedRun, folder: Path) -> dict:
+    """A DAPT / TAPT run's masked LM as a Hugging Face model folder (AutoModelForMaskedLM + its tokenizer)."""
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    run.model.save_pretrained(str(folder))
+    AutoTokenizer.from_pretrained(resolve_text_backbone(run.contract["tokenizer"])).save_pretrained(str(folder))
+    back = AutoModelForMaskedLM.from_pretrained(str(folder)).eval()
+    ids, mask = example_inputs(run, CHECK_INPUTS)
+    with torch.no_grad():
+        ours = run.model(input_ids=ids, attention_mask=mask).logits
+        theirs = back(input_ids=ids, attention_mask=mask).logits
+    return {"file": "config.json + model.safetensors + tokenizer files", "checked_with":
+            "transformers.AutoModelForMaskedLM.from_pretrained", "max_abs_logit_diff": _max_diff(ours, theirs)}
+
+
 def _export_hf(run: LoadedRun, folder: Path, inputs: tuple[torch.Tensor, ...], reference: torch.Tensor) -> dict:
+    if run.kind == "masked_lm":
+        return _export_masked_lm(run, folder)
     if run.kind != "text":
         raise ExportError("--format hf is for text runs; export image runs as onnx, torchscript or safetensors")
     hf_model = getattr(run.model, "hf_model", None)
@@ -168,9 +185,11 @@ def export_run(run_dir: str | os.PathLike, fmt: str, out: str | os.PathLike, *, 
     if out.exists():
         raise ExportError(f"{out} already exists; choose a new folder (nothing was written)")
     run = load_run(run_dir)
+    if run.kind == "masked_lm" and fmt != "hf":
+        raise ExportError(f"a masked-LM run exports as --format hf (a Hugging Face model folder), not {fmt}")
     inputs = example_inputs(run, check_inputs)
     with torch.no_grad():
-        reference = _forward_module(run)(*inputs)
+        reference = torch.zeros(()) if run.kind == "masked_lm" else _forward_module(run)(*inputs)
     partial = out.with_name(out.name + ".partial")
     if partial.exists():
         shutil.rmtree(partial)
@@ -198,8 +217,8 @@ def model_card(run: LoadedRun, fmt: str, check: dict[str, Any], n: int) -> dict[
     metrics = {k: v for k, v in run.result.get("metrics", {}).items() if isinstance(v, (int, float))}
     return {"run": str(run.run_dir), "format": fmt, "task": run.config.task, "method": run.config.method,
             "backbone": run.config.backbone, "source": run.config.source, "target": run.config.target,
-            "classes": run.classes, "input": run.contract, "outputs": f"logits, N×{len(run.classes)} (softmax: "
-            "probabilities in the order of 'classes')", "metrics": metrics, "check": {**check, "inputs": n},
+            "classes": run.classes, "input": run.contract, "outputs": run.contract.get("outputs") or f"logits, "
+            f"N×{len(run.classes)} (softmax: probabilities in the order of 'classes')", "metrics": metrics, "check": {**check, "inputs": n},
             "config": run.config.to_dict(), "versions": run.result.get("versions", {})}
 
 

@@ -98,6 +98,9 @@ def predict_run(run_dir: str | os.PathLike, source: str | os.PathLike, out: str 
         raise DeployError(f"--batch-size must be ≥ 1, got {batch_size}")
     source = Path(source).expanduser()
     run = load_run(run_dir)
+    if run.kind not in ("image", "text"):
+        raise DeployError(f"predict takes classifier runs; {run.run_dir} is a {run.kind} run (export it with "
+                          "--format hf and use it as a backbone)")
     inputs = image_inputs(source) if run.kind == "image" else text_inputs(source, text_column)
     batches = (_image_batches if run.kind == "image" else _text_batches)(run, inputs, batch_size)
     target = torch.device(device)

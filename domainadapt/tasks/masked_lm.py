@@ -195,4 +195,6 @@ class MaskedLM(Task):
             no_fisher_reason="EWC on the masked-LM task needs general text: set task_kwargs.general",
             measure=MaskedLMLoss, feature_dim=int(model.config.hidden_size), num_classes=int(model.config.vocab_size),
             sizes={"target_train_blocks": len(train), "target_train_docs": len(texts),
-                   **{k: len(v) for k, v in eval_sets.items()}})
+                   **{k: len(v) for k, v in eval_sets.items()}},
+            input_contract={"kind": "masked_lm", "tokenizer": config.backbone, "block_size": options.block_size,
+                            "inputs": ["input_ids", "attention_mask"], "outputs": "token logits over the vocabulary"})
