@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import ctypes
 import fnmatch
+import hashlib
+import inspect
 import json
 import os
 import platform
@@ -15,6 +17,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
@@ -23,9 +26,10 @@ from typing import Any
 
 import torch
 
+from . import __version__
 from .distributed import init_distributed, resolve_device
 from .io import RunLock, atomic_write_json, clean_stale_temp_files
-from .methods import MethodContext, build_method, check_method_kwargs
+from .methods import MethodContext, MethodError, build_method, check_method_kwargs, get_method_class
 from .models.registry import backbone_modality, check_image_backbone
 from .regularizers import RegularizerContext, build_regularizers, check_regularizers
 from .seeding import seed_everything, set_deterministic
@@ -123,10 +127,30 @@ def run(config: TrainConfig, run_dir: str | Path) -> dict[str, Any]:
             lock.release()
 
 
+def method_source_hash(name: str) -> str | None:
+    """sha256 (first 12 hex) of the source of the module that defines method `name` (None: no source to read),
+    recorded in result.json so a stored result of code that has changed since is noticed."""
+    try:
+        source = inspect.getsource(inspect.getmodule(get_method_class(name)))
+    except (MethodError, OSError, TypeError):
+        return None
+    return hashlib.sha256(source.encode()).hexdigest()[:12]
+
+
+def _warn_if_method_changed(done: dict[str, Any], config: TrainConfig, run_dir: Path) -> None:
+    stored = (done.get("versions") or {}).get("method_source")
+    current = method_source_hash(config.method)
+    if stored is not None and current is not None and stored != current:
+        warnings.warn(f"run {run_dir}: the code of method '{config.method}' changed since this run (source hash "
+                      f"{stored}, now {current}); its stored result is returned — re-run with a fresh directory, "
+                      "or bump the method's `revision` if the change alters what it computes", stacklevel=3)
+
+
 def _run_locked(config: TrainConfig, run_dir: Path) -> dict[str, Any]:
     _check_run_dir(run_dir, config)
     done = read_result(run_dir)
     if done is not None:
+        _warn_if_method_changed(done, config, run_dir)
         return done
     if is_main_process():
         for folder in (run_dir, run_dir / "checkpoints"):
@@ -178,7 +202,8 @@ def _run_locked(config: TrainConfig, run_dir: Path) -> dict[str, Any]:
             "classes": list(task.class_names),  # label i's name (predict, export)
             "input": task.input_contract,  # what the model takes (export's model card, predict)
             "health": trainer.health_codes,  # health codes that fired (train/health.py); None: on_unhealthy="off"
-            "versions": {"torch": torch.__version__, "python": platform.python_version()},
+            "versions": {"torch": torch.__version__, "python": platform.python_version(), "domainadapt": __version__,
+                         "method_source": method_source_hash(config.method)},  # sha256[:12] of the method's module
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
         if dist_ctx.is_main:

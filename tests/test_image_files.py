@@ -12,12 +12,12 @@ import torch
 from domainadapt.data import DomainError, ImageFileDomain, build_transform, check_compatible, load_domain, load_splits
 from domainadapt.data.benchmarks import DATA_ENV, OFFICE31
 from domainadapt.data.streams import InfiniteBatchStream
-from domainadapt.runs import read_result, run, run_name
+from domainadapt.runs import run, run_name
 from domainadapt.tasks import TaskError, get_task
 from domainadapt.train import TrainConfig, load_checkpoint
-from domainadapt.train.trainer import Trainer
 
 from image_tree import corrupt, write_image_folder, write_list, write_office31
+from killing import run_killed_after
 
 
 @pytest.fixture(autouse=True)
@@ -131,24 +131,9 @@ def _dann_config(root: Path, **overrides) -> TrainConfig:
     return TrainConfig(**base)
 
 
-class _Killed(Exception):
-    """Stands in for SIGKILL after optimizer step 12 (the last checkpoint is step 10)."""
-
-
 def test_a_killed_dann_run_on_office31_resumes_bitwise_equal(office31, tmp_path, monkeypatch):
     config = _dann_config(office31)
-    original = Trainer.train_step
-
-    def dying(self):
-        original(self)
-        if self.step == 12:
-            raise _Killed
-
-    with monkeypatch.context() as m:
-        m.setattr(Trainer, "train_step", dying)
-        with pytest.raises(_Killed):
-            run(config, tmp_path / "killed")
-    assert read_result(tmp_path / "killed") is None
+    run_killed_after(config, tmp_path / "killed", 12, monkeypatch)  # the last checkpoint is step 10
     assert load_checkpoint(tmp_path / "killed" / "checkpoints" / "last.pt")["step"] == 10
     resumed = run(config, tmp_path / "killed")
     reference = run(config, tmp_path / "reference")

@@ -51,7 +51,8 @@ class Method(nn.Module):
 
     Class flags tell the trainer what to compute: `uses_source` (forward the source batch) and
     `uses_target` (forward the target batch), `uses_target_labels` (pass y_t: only the oracle).
-    The total loss is the plain sum of the returned terms; a method weights its own terms.
+    The total loss is the plain sum of the returned terms; a method weights its own terms. Diagnostics that are
+    not trained (a GRL coefficient, a discriminator's accuracy) go through `self.report(name, value)`.
     """
 
     name: ClassVar[str] = ""
@@ -65,6 +66,30 @@ class Method(nn.Module):
     def __init__(self, context: MethodContext) -> None:
         super().__init__()
         self.context = context
+        self._reports: dict[str, tuple[Any, int]] = {}
+
+    def report(self, name: str, value: float | torch.Tensor) -> None:
+        """Log `value` (a float or a 0-d tensor; detached here, never trained) as `method/<name>` in metrics.jsonl,
+        averaged over the log interval like the losses. Call it from `losses` (or `compute_losses`); a tensor stays
+        on its device until the log step (no host sync per step). Several calls with one name in a forward are
+        averaged too."""
+        if isinstance(value, torch.Tensor):
+            if value.numel() != 1:
+                raise ValueError(f"method '{self.name}': report('{name}') takes a float or a 0-d tensor, "
+                                 f"got a tensor of shape {tuple(value.shape)}")
+            value = value.detach().float().reshape(())
+        else:
+            value = float(value)
+        reports = self.__dict__.setdefault("_reports", {})  # a subclass that skipped Method.__init__ still reports
+        total, count = reports.get(name, (0.0, 0))
+        reports[name] = (total + value, count + 1)
+
+    def take_reports(self) -> dict[str, tuple[Any, int]]:
+        """The (sum, count) of each name reported since the last call, and forget them (the trainer calls it after
+        every forward)."""
+        reports = self.__dict__.get("_reports") or {}
+        self.__dict__["_reports"] = {}
+        return reports
 
     def losses(self, out: StepOutput, model: nn.Module) -> dict[str, torch.Tensor]:
         raise NotImplementedError

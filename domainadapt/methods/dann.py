@@ -67,6 +67,8 @@ class DANN(Method):
         features = torch.cat([out.f_s, out.f_t])
         logits = self.discriminator(grad_reverse(features, coeff))
         labels = domain_labels(len(out.f_s), len(out.f_t), logits.device)
+        self.report("grl_coeff", coeff)  # the coefficient used (0 until the warm start opens)
+        self.report("domain_acc", ((logits.detach() > 0).float() == labels).float().mean())  # on this batch
         return {
             "cls": cls,
             "domain": self.weight * F.binary_cross_entropy_with_logits(logits.float(), labels),

@@ -10,7 +10,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..methods.registry import MethodError, get_method_class
+from ..methods.registry import MethodError, get_method_class, normalize_method_kwargs
 from ..options import check_value
 from .health import ON_UNHEALTHY, parse_health_options
 from .schedules import SCHEDULES
@@ -114,7 +114,9 @@ class TrainConfig:
         (so adding a field with a default later leaves every existing run's key, and its results, valid)."""
         defaults = TrainConfig().to_dict()
         skip = self.execution_fields()
-        key = {k: v for k, v in self.to_dict().items() if k not in skip and v != defaults[k]}
+        values = self.to_dict()
+        values["method_kwargs"] = normalize_method_kwargs(self.method, values["method_kwargs"])  # "False" = false
+        key = {k: v for k, v in values.items() if k not in skip and v != defaults[k]}
         revision = method_revision(self.method)
         if revision:  # the method's behaviour changed since revision 0 (Method.revision)
             key["method_revision"] = revision
@@ -127,6 +129,9 @@ class TrainConfig:
     def validate(self) -> "TrainConfig":
         """Cheap checks that need no data; domains and methods are checked by name elsewhere, also early."""
         hints = typing.get_type_hints(TrainConfig)
+        # a method option given as text (`--method-arg entropy=False`) is stored as its annotated type; a value
+        # typed right is kept as given (its run key unchanged); bad ones are reported by check_method_kwargs
+        self.method_kwargs = normalize_method_kwargs(self.method, self.method_kwargs)
         for f in dataclasses.fields(self):  # types first: a JSON config may hold anything
             check_value(hints[f.name], getattr(self, f.name), f.name, ConfigError)
         positive = ("steps", "batch_size", "grad_accum", "image_size", "eval_batch_size", "log_every")

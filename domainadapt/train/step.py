@@ -28,6 +28,7 @@ class StepModule(nn.Module):
         progress: float,
         step: int,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        self.method.take_reports()  # reports of forwards outside training (none usually) are not this step's
         losses = self.method.compute_losses(self.model, x_s, y_s, x_t, y_t, progress, step)
         if not losses:
             raise RuntimeError(f"method '{self.method.name}' returned no losses")

@@ -116,6 +116,8 @@ class Trainer:
         self.train_seconds = 0.0
         self._loss_sums: dict[str, torch.Tensor] = {}
         self._loss_count = 0
+        # what the method reports without training it (Method.report): name -> (sum, count) since the last log step
+        self._report_sums: dict[str, tuple[Any, int]] = {}
         self.logger = (
             MetricsLogger(self.run_dir / "metrics.jsonl", tensorboard_dir=self.run_dir / "tensorboard")
             if self.dist.is_main
@@ -151,6 +153,7 @@ class Trainer:
             "rng": self.dist.all_gather_object(get_rng_state()),
             "loss_sums": {k: v.detach().cpu() for k, v in self._loss_sums.items()},
             "loss_count": self._loss_count,
+            "report_sums": {k: (torch.as_tensor(v).detach().cpu(), c) for k, (v, c) in self._report_sums.items()},
             "last_train_losses": dict(self.last_train_losses),
             "model_info": self.model_info,
             "health": None if self.health is None else self.health.state_dict(),
@@ -199,6 +202,7 @@ class Trainer:
         self.train_seconds = float(state["train_seconds"])
         self._loss_sums = {k: v.to(self.device) for k, v in state["loss_sums"].items()}
         self._loss_count = int(state["loss_count"])
+        self._report_sums = {k: (v.to(self.device), int(c)) for k, (v, c) in state.get("report_sums", {}).items()}
         self.last_train_losses = dict(state.get("last_train_losses", {}))
         if self.health is not None and state.get("health") is not None:  # older checkpoints (or "off"): fresh
             self.health.load_state_dict(state["health"], self.device)
@@ -282,6 +286,9 @@ class Trainer:
                 value = value.detach().float() / accum
                 self._loss_sums[name] = self._loss_sums.get(name, 0.0) + value
             self._loss_sums["total"] = self._loss_sums.get("total", 0.0) + total.detach() / accum
+            for name, (value, count) in self.method.take_reports().items():  # logged, never trained
+                previous, n = self._report_sums.get(name, (0.0, 0))
+                self._report_sums[name] = (previous + value, n + count)
         if config.grad_clip is not None:
             self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.step_module.parameters(), config.grad_clip)
@@ -293,14 +300,21 @@ class Trainer:
         self.step += 1
 
     def _flush_losses(self) -> dict[str, float]:
-        """Mean loss per term since the last flush, averaged over ranks (the only host sync of training)."""
+        """Mean loss per term since the last flush, averaged over ranks (the only host sync of training), and the
+        mean of each value the method reported (`method/<name>`), in the same all-reduce."""
         if not self._loss_sums:
             return {}
         names = sorted(self._loss_sums)
         values = torch.stack([torch.as_tensor(self._loss_sums[n], device=self.device).float() for n in names])
-        values = self.dist.all_reduce_sum(values.double()) / (self.dist.world_size * self._loss_count)
-        self._loss_sums, self._loss_count = {}, 0
-        return {f"train/{n}": v for n, v in zip(names, values.tolist())}
+        reported = sorted(self._report_sums)
+        means = [torch.as_tensor(self._report_sums[n][0], device=self.device).double() / self._report_sums[n][1]
+                 for n in reported]
+        values = self.dist.all_reduce_sum(torch.cat([values.double(), *(m.reshape(1) for m in means)]))
+        losses = values[: len(names)] / (self.dist.world_size * self._loss_count)
+        reports = values[len(names):] / self.dist.world_size
+        self._loss_sums, self._loss_count, self._report_sums = {}, 0, {}
+        return {**{f"train/{n}": v for n, v in zip(names, losses.tolist())},
+                **{f"method/{n}": v for n, v in zip(reported, reports.tolist())}}
 
     def _check_health(self, losses: dict[str, float]) -> list[HealthEvent]:
         """Run the health checks on a log step's flushed losses and the window's target predictions; log what
