@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from toy import write_toy_pair
 
-from domainadapt.cli import build_parser, config_flags, main, train_config
+from domainadapt.cli import build_parser, main, train_config
+from domainadapt.config_flags import config_flags
 from domainadapt.strategies import STRATEGIES
 from domainadapt.train.config import TrainConfig
 from domainadapt.train.logging import read_metrics

@@ -6,7 +6,8 @@ import dataclasses
 
 import pytest
 
-from domainadapt.cli import build_parser, config_flags, main, train_config
+from domainadapt.cli import build_parser, main, train_config
+from domainadapt.config_flags import config_flags
 from domainadapt.train.config import AMP_MODES, OPTIMIZERS, TrainConfig
 
 

@@ -321,7 +321,7 @@ def test_the_tutorial_recipe_trains_the_head_at_1e3_and_layer4_at_1e4(toy32, tmp
         assert torch.equal(p, before[n]) == (id(p) not in head | layer4), n
     assert sorted(g["lr"] for g in trainer.optimizer.param_groups) == [pytest.approx(1e-4), 1e-3]  # constant
     # the lr log (metrics.jsonl): of the backbone only layer4 is in the optimizer, so its group is "backbone"
-    assert trainer._learning_rates() == {"lr": 1e-3, "lr/backbone": pytest.approx(1e-4), "lr/head": 1e-3}
+    assert trainer.learning_rates() == {"lr": 1e-3, "lr/backbone": pytest.approx(1e-4), "lr/head": 1e-3}
 
 
 def test_the_tutorial_recipe_with_gradual_unfreezing(toy32, tmp_path):

@@ -5,23 +5,15 @@ named weights that are neither cached nor downloadable fail in the check, before
 
 from __future__ import annotations
 
-from typing import Any
+import functools
 
 import torch
 from torch import nn
 
 from .extractor import building_on_meta
 from .registry import register_backbone
-from .torchvision_any import resolve_weights
-from .weights import (
-    check_torchvision_weights,
-    failure_reason,
-    is_weights_path,
-    load_weights_file,
-    missing_weights_error,
-    torchvision_cache_file,
-    weights_file,
-)
+from .torchvision_any import check_torchvision_options, resolve_weights
+from .weights import is_weights_path, load_weights_file, torchvision_download_failed
 
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -47,8 +39,7 @@ class ResNetBackbone(nn.Module):
         try:
             net = builders[arch](weights=None if building_on_meta() else member)
         except OSError as err:  # a download that fails after the check passed (URLError is an OSError)
-            raise missing_weights_error(where, f"'{member}'", member.url, str(torchvision_cache_file(member.url)),
-                                        "weights", failure_reason(err)) from None
+            raise torchvision_download_failed(where, member, err) from None
         self.out_features = net.fc.in_features
         net.fc = nn.Identity()
         if is_weights_path(weights) and not building_on_meta():
@@ -61,25 +52,13 @@ class ResNetBackbone(nn.Module):
         return self.net((x - self.mean) / self.std)
 
 
-def _check(arch: str, options: dict[str, Any], image_size: int | None) -> None:
-    """A weights name of the ResNet, cached or downloadable, or an existing file."""
-    weights = options.get("weights")
-    if is_weights_path(weights):
-        weights_file(weights, f"backbone '{arch}'", "weights")
-    else:
-        check_torchvision_weights(f"backbone '{arch}'", resolve_weights(arch, weights))
-
-
 def _register(arch: str) -> None:
     def build(image_size: int, weights: str | None = None) -> ResNetBackbone:
         return ResNetBackbone(arch=arch, weights=weights)
 
-    def check(options: dict[str, Any], image_size: int | None) -> None:
-        _check(arch, options, image_size)
-
     build.__doc__ = (f"torchvision {arch} (ImageNet-normalised inside; weights=DEFAULT or a .pth file for "
                      "pretrained), a linear head.")
-    register_backbone(arch, check=check)(build)
+    register_backbone(arch, check=functools.partial(check_torchvision_options, arch))(build)
 
 
 for _arch in ("resnet18", "resnet34", "resnet50", "resnet101"):

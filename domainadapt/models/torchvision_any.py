@@ -25,11 +25,9 @@ from .extractor import IMAGENET_MEAN, IMAGENET_STD, ImageFeatureExtractor, build
 from .registry import BackboneError, BackboneSpec, register_backbone_resolver
 from .weights import (
     check_torchvision_weights,
-    failure_reason,
     is_weights_path,
     load_weights_file,
-    missing_weights_error,
-    torchvision_cache_file,
+    torchvision_download_failed,
     weights_file,
 )
 
@@ -104,8 +102,7 @@ def torchvision_backbone(name: str, image_size: int, weights: str | None = None,
     except (TypeError, ValueError) as err:
         raise BackboneError(f"backbone '{name}' cannot be built with {kwargs or 'no options'}: {err}") from None
     except OSError as err:  # a download that fails after the check passed (URLError is an OSError)
-        raise missing_weights_error(f"backbone '{name}'", f"'{member}'", member.url,
-                                    str(torchvision_cache_file(member.url)), "weights", failure_reason(err)) from None
+        raise torchvision_download_failed(f"backbone '{name}'", member, err) from None
     stack_trunk(net)
     path, layer = _last_classifier(net)
     replace_module(net, path, nn.Identity())
@@ -118,7 +115,9 @@ def torchvision_backbone(name: str, image_size: int, weights: str | None = None,
     return ImageFeatureExtractor(net, width, mean, std)
 
 
-def _check(name: str, options: dict[str, Any], image_size: int | None) -> None:
+def check_torchvision_options(name: str, options: dict[str, Any], image_size: int | None) -> None:
+    """A weights file that exists, or a weights name of model `name` that fits `image_size` and is cached or
+    downloadable (also the check of resnet.py's ResNets)."""
     weights = options.get("weights")
     if is_weights_path(weights):
         weights_file(weights, f"backbone '{name}'", "weights")
@@ -141,4 +140,4 @@ def resolve_torchvision(name: str) -> BackboneSpec | None:
 
     doc = (f"torchvision {name} (weights=DEFAULT or a .pth file for pretrained; model_kwargs go to get_model), "
            "a linear head")
-    return BackboneSpec(name, "image", build, doc=doc, check=functools.partial(_check, name))
+    return BackboneSpec(name, "image", build, doc=doc, check=functools.partial(check_torchvision_options, name))

@@ -207,6 +207,12 @@ def missing_weights_error(where: str, what: str, url: str, put: str, option: str
                          f"download {url} to {put} (or pass {option}=/path/to/file.pth)")
 
 
+def torchvision_download_failed(where: str, member: Any, err: BaseException) -> BackboneError:
+    """The one-line error for named torchvision weights whose download failed while building (after the check)."""
+    return missing_weights_error(where, f"'{member}'", member.url, str(torchvision_cache_file(member.url)), "weights",
+                                 failure_reason(err))
+
+
 def check_torchvision_weights(where: str, member: Any) -> None:
     """Named torchvision weights (a weights enum member; None: none) are cached or downloadable, else one line.
     Not checked on the meta device or inside `weights_not_required()`."""

@@ -36,7 +36,7 @@ from ..models.text_classifier import HFSequenceClassifier, TextClassifier
 from ..text.dictd import dictd_path
 from ..text.labelled import LabelledText, check_labelled_source, is_labelled_spec, load_labelled
 from ..text.labelled import LabelledTextOptions as _Columns
-from ..text.mlm import TextModelError, load_masked_lm, one_line
+from ..text.mlm import TextModelError, from_pretrained_kwargs, load_masked_lm, one_line
 from ..text.sources import SubjectTaskOptions, TextTaskError, TokenizedLabelled, subject_task
 from ..train.checkpoint import load_model_weights
 from ..train.config import TrainConfig
@@ -136,11 +136,9 @@ class TextClassification(Task):
 
     @staticmethod
     def _bare_encoder(source: str, init_state: dict[str, Any] | None):
-        from pathlib import Path
-
         from transformers import AutoModel, AutoTokenizer
 
-        kwargs = {"trust_remote_code": False, "local_files_only": Path(source).expanduser().is_dir()}
+        kwargs = from_pretrained_kwargs(source)
         try:
             encoder, tokenizer = AutoModel.from_pretrained(source, **kwargs), AutoTokenizer.from_pretrained(source, **kwargs)
         except (OSError, ValueError) as err:
@@ -156,12 +154,10 @@ class TextClassification(Task):
         """AutoModelForSequenceClassification for `pooling="hf"`: the backbone's weights (or a masked-LM / classifier
         run's, `init_from`) under a new head of `num_classes`; `pretrained=False` builds it from its config only (a
         finished run's weights are loaded next)."""
-        from pathlib import Path
-
         from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
         source = resolve_text_backbone(config.backbone)
-        kwargs = {"trust_remote_code": False, "local_files_only": Path(source).expanduser().is_dir()}
+        kwargs = from_pretrained_kwargs(source)
         try:
             tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
             if pretrained:

@@ -45,6 +45,12 @@ def one_line(err: BaseException) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
+def from_pretrained_kwargs(source: str | os.PathLike) -> dict[str, bool]:
+    """What every `from_pretrained` of a user's text model gets: never remote code; a local folder never reaches
+    the network."""
+    return {"trust_remote_code": False, "local_files_only": Path(source).expanduser().is_dir()}
+
+
 def hub_offline() -> bool:
     """HF_HUB_OFFLINE set now, or when huggingface_hub was imported (it reads the variable once, at import)."""
     if os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE"):
@@ -220,8 +226,8 @@ def load_masked_lm(name_or_path: str | os.PathLike, *, device: str | torch.devic
     from transformers import AutoModelForMaskedLM, AutoTokenizer
 
     source = minilm_path() if os.fspath(name_or_path) == "minilm" else name_or_path
-    local = Path(source).expanduser().is_dir()
-    kwargs = {"trust_remote_code": False, "local_files_only": local}
+    kwargs = from_pretrained_kwargs(source)
+    local = kwargs["local_files_only"]
     try:
         model, info = AutoModelForMaskedLM.from_pretrained(str(source), output_loading_info=True, **kwargs)
         tokenizer = AutoTokenizer.from_pretrained(str(source), **kwargs)

@@ -158,3 +158,17 @@ def group_log_names(model: nn.Module, groups: list[dict[str, Any]], max_parts: i
         if k:
             out[i] = f"{name}#{k}"
     return out
+
+
+def logged_learning_rates(base_lr: float, groups: list[dict[str, Any]], names: list[str]) -> dict[str, float]:
+    """The learning rates a log step records. `lr` = config.lr under the schedule (`base_lr`): the lr of every group
+    at multiplier 1, and what readers of a one-group run always saw (not group 0's, which with discriminative rates
+    is the lowest). With several groups (or one off the base lr), also `lr/<name>` for each group that trains now
+    (`names` from `group_log_names`: "lr/backbone", "lr/head.net.4", "lr/method"); a group at lr 0, or whose
+    parameters are all frozen at this step (gradual unfreezing), is left out: its lr moves nothing. Read-only."""
+    out = {"lr": base_lr}
+    if len(groups) > 1 or groups[0]["lr"] != base_lr:
+        for name, g in zip(names, groups):
+            if g["lr"] > 0 and any(p.requires_grad for p in g["params"]):
+                out[f"lr/{name}"] = g["lr"]
+    return out

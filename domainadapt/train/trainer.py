@@ -32,8 +32,9 @@ from ..seeding import get_rng_state, set_rng_state
 from .checkpoint import CheckpointError, load_latest, save_checkpoint
 from .config import TrainConfig
 from .health import HealthEvent, HealthMonitor, UnhealthyRunError, method_domain_weight, parse_health_options
+from .log_window import LogWindow
 from .logging import MetricsLogger
-from .param_groups import build_optimizer, build_param_groups, group_log_names
+from .param_groups import build_optimizer, build_param_groups, group_log_names, logged_learning_rates
 from .schedules import lr_factor
 from .step import StepModule, set_train_mode
 from .sync_batchnorm import convert_to_all_reduce_batchnorm
@@ -114,10 +115,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=config.amp == "fp16")
         self.step = 0
         self.train_seconds = 0.0
-        self._loss_sums: dict[str, torch.Tensor] = {}
-        self._loss_count = 0
-        # what the method reports without training it (Method.report): name -> (sum, count) since the last log step
-        self._report_sums: dict[str, tuple[Any, int]] = {}
+        self.window = LogWindow(self.device)  # losses and method reports since the last log step
         self.logger = (
             MetricsLogger(self.run_dir / "metrics.jsonl", tensorboard_dir=self.run_dir / "tensorboard")
             if self.dist.is_main
@@ -151,9 +149,7 @@ class Trainer:
             "scaler": self.scaler.state_dict(),
             "streams": {k: s.state_dict() for k, s in self.streams.items()},
             "rng": self.dist.all_gather_object(get_rng_state()),
-            "loss_sums": {k: v.detach().cpu() for k, v in self._loss_sums.items()},
-            "loss_count": self._loss_count,
-            "report_sums": {k: (torch.as_tensor(v).detach().cpu(), c) for k, (v, c) in self._report_sums.items()},
+            **self.window.state_dict(),  # loss_sums, loss_count, report_sums
             "last_train_losses": dict(self.last_train_losses),
             "model_info": self.model_info,
             "health": None if self.health is None else self.health.state_dict(),
@@ -166,10 +162,10 @@ class Trainer:
             if t.is_floating_point() and not bool(torch.isfinite(t).all()):
                 raise FloatingPointError(f"non-finite weights at step {self.step} ('{name}'); the last finite "
                                          f"checkpoint {self.checkpoint_path} is kept (lower lr, or clip gradients)")
-        for name, v in self._loss_sums.items():
-            if not bool(torch.isfinite(torch.as_tensor(v)).all()):
-                raise FloatingPointError(f"non-finite training loss '{name}' by step {self.step}; the last finite "
-                                         f"checkpoint {self.checkpoint_path} is kept")
+        name = self.window.non_finite_loss()
+        if name is not None:
+            raise FloatingPointError(f"non-finite training loss '{name}' by step {self.step}; the last finite "
+                                     f"checkpoint {self.checkpoint_path} is kept")
 
     def save_checkpoint(self) -> None:
         self.check_finite()
@@ -200,9 +196,7 @@ class Trainer:
         set_rng_state(state["rng"][self.dist.rank])
         self.step = int(state["step"])
         self.train_seconds = float(state["train_seconds"])
-        self._loss_sums = {k: v.to(self.device) for k, v in state["loss_sums"].items()}
-        self._loss_count = int(state["loss_count"])
-        self._report_sums = {k: (v.to(self.device), int(c)) for k, (v, c) in state.get("report_sums", {}).items()}
+        self.window.load_state_dict(state)
         self.last_train_losses = dict(state.get("last_train_losses", {}))
         if self.health is not None and state.get("health") is not None:  # older checkpoints (or "off"): fresh
             self.health.load_state_dict(state["health"], self.device)
@@ -250,21 +244,10 @@ class Trainer:
                 del self.engine  # its reducer's gradient hooks go with it
                 self.engine = self._wrap_ddp()
 
-    def _learning_rates(self) -> dict[str, float]:
-        """The learning rates now, for metrics.jsonl. `lr` = config.lr under the schedule: the lr of every group at
-        multiplier 1, and what readers of a one-group run always saw (not group 0's, which with discriminative
-        rates is the lowest). With several groups (or one off the base lr), also `lr/<name>` for each group that
-        trains now (`group_log_names`: "lr/backbone", "lr/head.net.4", "lr/method"); a group at lr 0, or whose
-        parameters are all frozen at this step (gradual unfreezing), is left out: its lr moves nothing.
-        Read-only: the optimizer is not touched, so training is the same bit for bit."""
-        factor = self.scheduler.lr_lambdas[0](self.scheduler.last_epoch)
-        out = {"lr": self.config.lr * factor}
-        groups = self.optimizer.param_groups
-        if len(groups) > 1 or groups[0]["lr"] != out["lr"]:
-            for name, g in zip(self._lr_names, groups):
-                if g["lr"] > 0 and any(p.requires_grad for p in g["params"]):
-                    out[f"lr/{name}"] = g["lr"]
-        return out
+    def learning_rates(self) -> dict[str, float]:
+        """The learning rates now, as metrics.jsonl logs them (`param_groups.logged_learning_rates`)."""
+        base_lr = self.config.lr * self.scheduler.lr_lambdas[0](self.scheduler.last_epoch)
+        return logged_learning_rates(base_lr, self.optimizer.param_groups, self._lr_names)
 
     def train_step(self) -> None:
         self._apply_unfreeze_schedule()
@@ -282,13 +265,7 @@ class Trainer:
                 self.scaler.scale(total / accum).backward()
             if self.health is not None:  # the target batch's predicted classes, counted on the device (no sync)
                 self.health.observe_target_logits(getattr(self.method, "last_target_logits", None))
-            for name, value in losses.items():
-                value = value.detach().float() / accum
-                self._loss_sums[name] = self._loss_sums.get(name, 0.0) + value
-            self._loss_sums["total"] = self._loss_sums.get("total", 0.0) + total.detach() / accum
-            for name, (value, count) in self.method.take_reports().items():  # logged, never trained
-                previous, n = self._report_sums.get(name, (0.0, 0))
-                self._report_sums[name] = (previous + value, n + count)
+            self.window.add_forward(losses, total, accum, self.method.take_reports())
         if config.grad_clip is not None:
             self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.step_module.parameters(), config.grad_clip)
@@ -296,25 +273,8 @@ class Trainer:
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
-        self._loss_count += 1
+        self.window.end_step()
         self.step += 1
-
-    def _flush_losses(self) -> dict[str, float]:
-        """Mean loss per term since the last flush, averaged over ranks (the only host sync of training), and the
-        mean of each value the method reported (`method/<name>`), in the same all-reduce."""
-        if not self._loss_sums:
-            return {}
-        names = sorted(self._loss_sums)
-        values = torch.stack([torch.as_tensor(self._loss_sums[n], device=self.device).float() for n in names])
-        reported = sorted(self._report_sums)
-        means = [torch.as_tensor(self._report_sums[n][0], device=self.device).double() / self._report_sums[n][1]
-                 for n in reported]
-        values = self.dist.all_reduce_sum(torch.cat([values.double(), *(m.reshape(1) for m in means)]))
-        losses = values[: len(names)] / (self.dist.world_size * self._loss_count)
-        reports = values[len(names):] / self.dist.world_size
-        self._loss_sums, self._loss_count, self._report_sums = {}, 0, {}
-        return {**{f"train/{n}": v for n, v in zip(names, losses.tolist())},
-                **{f"method/{n}": v for n, v in zip(reported, reports.tolist())}}
 
     def _check_health(self, losses: dict[str, float]) -> list[HealthEvent]:
         """Run the health checks on a log step's flushed losses and the window's target predictions; log what
@@ -378,8 +338,8 @@ class Trainer:
                 record: dict[str, Any] = {}
                 flushed = self._due(config.log_every) or self.step == config.steps
                 if flushed:
-                    record.update(self._flush_losses())
-                    record.update(self._learning_rates())
+                    record.update(self.window.flush(self.dist))
+                    record.update(self.learning_rates())
                     self.last_train_losses = {k: v for k, v in record.items() if k.startswith("train/")}
                     if not all(math.isfinite(v) for v in self.last_train_losses.values()):
                         self._check_health(self.last_train_losses)  # loss_spike's record, then the error
