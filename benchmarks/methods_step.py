@@ -2,7 +2,10 @@
 
 Source-only forwards the source batch only; the alignment methods forward source + target (twice the images)
 and add their loss term, so a ratio near 2 is the cost of seeing the target at all, and anything above it is
-the method's own term (discriminator, kernel matrices, covariances).
+the method's own term (discriminator, kernel matrices, covariances). Source-free / test-time methods (shot, tent)
+forward the target batch only; mcd makes 2 + num_k updates per step; shot's time includes its refresh at step 0
+(one forward pass over the 2,000 target images). The digits CNN has BatchNorm here (the digits recipe's; tent
+trains only it). adabn is not timed: it makes no training step (one pass over the target set, then evaluation).
 
     python benchmarks/methods_step.py [--steps 60] [--repeats 3] [--methods dann dan coral ...] [--out r.json]
 """
@@ -23,11 +26,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from domainadapt.data.domain import DigitDomain  # noqa: E402
 from domainadapt.methods import MethodContext, available_methods, build_method  # noqa: E402
 from domainadapt.models import build_model  # noqa: E402
+from domainadapt.models.classifier import fresh_copy  # noqa: E402
 from domainadapt.train import TrainConfig, Trainer  # noqa: E402
 from domainadapt.seeding import seed_everything  # noqa: E402
 
 
-NOT_TIMED = ("source_only", "masked_lm", "target_oracle")  # the baseline itself, another task, target labels
+NOT_TIMED = ("source_only", "masked_lm", "target_oracle", "adabn")  # baseline, another task, target labels, no step
 
 
 def make_domain(n: int, size: int, seed: int) -> DigitDomain:
@@ -38,8 +42,8 @@ def make_domain(n: int, size: int, seed: int) -> DigitDomain:
 
 def steps_per_second(method: str, config: TrainConfig, source: DigitDomain, target: DigitDomain) -> float:
     seed_everything(0)
-    model = build_model(config.backbone, 10, config.image_size)
-    m = build_method(method, MethodContext(model.feature_dim, 10, config.steps))
+    model = build_model(config.backbone, 10, config.image_size, backbone_kwargs={"batch_norm": True})
+    m = build_method(method, MethodContext(model.feature_dim, 10, config.steps, new_head=lambda: fresh_copy(model.head)))
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(TrainConfig(**{**config.to_dict(), "method": method}), model, m, source_train=source,
                           target_train=target, eval_sets={}, run_dir=tmp)

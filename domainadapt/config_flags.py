@@ -188,3 +188,20 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
     if preset is not None:
         config = finish_preset(config, preset, explicit)
     return _apply_strategy_flags(config, args.strategy, args.strategy_arg)
+
+
+METHOD_ARG_HELP = "a method's option for the runs of that method, e.g. shot:beta=0.1 (converted to the option's type)"
+
+
+def method_args(items: list[str], methods: list[str]) -> dict[str, dict[str, str]]:
+    """['shot:beta=0.1', ...] → {'shot': {'beta': '0.1'}} (text; the config converts it to the option's type)."""
+    out: dict[str, dict[str, str]] = {}
+    for item in items:
+        method, sep, assignment = item.partition(":")
+        key, eq, value = assignment.partition("=")
+        if not sep or not eq or not method or not key:
+            raise ValueError(f"--method-arg takes METHOD:KEY=VALUE, got '{item}'")
+        if method not in methods:
+            raise ValueError(f"--method-arg '{item}': method '{method}' is not in --methods {methods}")
+        out.setdefault(method, {})[key] = value
+    return out

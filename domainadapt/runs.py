@@ -25,11 +25,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from . import __version__
 from .distributed import init_distributed, resolve_device
 from .io import RunLock, atomic_write_json, clean_stale_temp_files
 from .methods import MethodContext, MethodError, build_method, check_method_kwargs, get_method_class
+from .models.classifier import fresh_copy
 from .models.registry import backbone_modality, check_image_backbone
 from .regularizers import RegularizerContext, build_regularizers, check_regularizers
 from .seeding import seed_everything, set_deterministic
@@ -47,15 +49,19 @@ class RunDirError(ValueError):
     """The run directory holds a different run."""
 
 
-def check_inputs(config: TrainConfig) -> None:
-    """Every check that needs no data: fails in milliseconds, before any domain is built or directory claimed."""
+def check_inputs(config: TrainConfig, init_from_pending: bool = False) -> None:
+    """Every check that needs no data: fails in milliseconds, before any domain is built or directory claimed.
+    `init_from_pending`: the init_from run is made earlier in the same sweep, so it need not exist yet."""
     config.validate()
     check_method_kwargs(config.method, config.method_kwargs)
+    if get_method_class(config.method).needs_trained_model and config.init_from is None:
+        raise MethodError(f"method '{config.method}' adapts a trained model: set init_from to a finished source "
+                          "run (its directory or checkpoint), e.g. a source_only run of the same pair")
     task = get_task(config.task)
     task.check(config, task.options(config))
     if backbone_modality(config.backbone) == "image":  # any task's image backbone: its options, by signature
         check_image_backbone(config.backbone, config.backbone_kwargs, config.image_size)
-    if config.init_from is not None:
+    if config.init_from is not None and not init_from_pending:
         if not Path(config.init_from).exists():
             raise CheckpointError(f"init_from: no run directory or checkpoint at {config.init_from}")
         checkpoint_file(config.init_from)  # a run directory (or its checkpoint) must be finished
@@ -166,8 +172,10 @@ def _run_locked(config: TrainConfig, run_dir: Path) -> dict[str, Any]:
         task = task_def.build(config, task_def.options(config), init_state)
         model = task.model
         freeze_parameters(model, config.freeze)
+        head = getattr(model, "head", None)
         context = MethodContext(feature_dim=task.feature_dim, num_classes=task.num_classes, total_steps=config.steps,
-                                micro_steps=config.grad_accum)
+                                micro_steps=config.grad_accum,
+                                new_head=(lambda: fresh_copy(head)) if isinstance(head, nn.Module) else None)
         method = build_method(config.method, context, **config.method_kwargs)
         regularizers = build_regularizers(config.regularizers, model, RegularizerContext(
             previous=init_state, fisher=task.fisher, no_fisher_reason=task.no_fisher_reason))

@@ -3,6 +3,12 @@
     python experiments/digits.py --quick                 # CPU, ~20 minutes (what `make reproduce` runs)
     python experiments/digits.py --preset standard --pairs mnist:mnist_m   # the DANN goal, ~25 CPU-minutes
     python experiments/digits.py --full                  # paper-scale steps, for a GPU
+    python experiments/digits.py --methods all --method-arg shot:beta=0.1 cdan:dropout=0   # every method
+
+Methods that adapt a trained model (source-free SHOT, test-time TENT, AdaBN: `needs_trained_model`) start from
+the source_only run of the same pair and seed (`init_from`), which the sweep runs first (and adds when it is not
+asked for); they never read source data. TENT's online accuracy (each target batch predicted before the update on
+it) is a table of its own; its row in the main table is the adapted model on the held-out target test split.
 
 Pairs follow Ganin et al. 2016 (JMLR, Table 2) on the offline domains: mnist→mnist_m, syndigits→mnist,
 mnist→syndigits, mnist→optdigits. Model selection: none; the final step is reported (no target labels are
@@ -13,6 +19,7 @@ sweep continues where it stopped. Writes OUT/table.md, OUT/table.tex and OUT/run
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
@@ -21,8 +28,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from domainadapt.config_flags import METHOD_ARG_HELP, method_args  # noqa: E402
 from domainadapt.io import atomic_write_text  # noqa: E402
 from domainadapt.report import collect, gap_closed, render, summary_table  # noqa: E402
+from domainadapt.methods import available_methods, get_method_class  # noqa: E402
 from domainadapt.runs import check_inputs, run_many, run_name  # noqa: E402
 from domainadapt.train import TrainConfig  # noqa: E402
 
@@ -55,17 +64,40 @@ def parse_pair(pair: str) -> tuple[str, str]:
     return parts[0], parts[1]
 
 
+def expand_methods(methods: list[str]) -> list[str]:
+    """'all' = every registered method of the image task (masked_lm trains text); source_only first."""
+    if methods != ["all"]:
+        return methods
+    names = [m for m in available_methods() if m not in ("masked_lm",)]
+    return sorted(names, key=lambda m: (m != "source_only", m == "target_oracle", m))
+
+
 def build_configs(args: argparse.Namespace) -> list[TrainConfig]:
+    """One config per (pair, method, seed); a method that adapts a trained model gets init_from = the same pair's
+    and seed's source_only run (added to the sweep when missing, first)."""
     preset = {**RECIPE, **PRESETS[args.preset]}
     if args.steps is not None:
         preset["steps"] = args.steps
+    options = method_args(args.method_arg, args.methods)
+    needs_source = [m for m in args.methods if get_method_class(m).needs_trained_model]
+    methods = list(args.methods)
+    if needs_source and "source_only" not in methods:
+        methods.insert(0, "source_only")
+    runs_dir = args.out / "runs"
     configs = []
     for pair in args.pairs:
         source, target = parse_pair(pair)
-        for method in args.methods:
+        for method in methods:
             for seed in args.seeds:
-                configs.append(TrainConfig(method=method, source=source, target=target, seed=seed, device=args.device,
-                                           data_root=args.data_root, progress=False, **preset))
+                config = TrainConfig(method=method, source=source, target=target, seed=seed, device=args.device,
+                                     data_root=args.data_root, progress=False, method_kwargs=options.get(method, {}),
+                                     **preset)
+                if method in needs_source:
+                    base = TrainConfig(method="source_only", source=source, target=target, seed=seed,
+                                       device=args.device, data_root=args.data_root, progress=False,
+                                       method_kwargs=options.get("source_only", {}), **preset)
+                    config = dataclasses.replace(config, init_from=str(runs_dir / run_name(base)))
+                configs.append(config)
     return configs
 
 
@@ -77,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     scale.add_argument("--quick", dest="preset", action="store_const", const="quick", help="= --preset quick")
     scale.add_argument("--full", dest="preset", action="store_const", const="full", help="= --preset full (GPU)")
     parser.add_argument("--pairs", nargs="+", default=PAIRS, help="SOURCE:TARGET domain pairs")
-    parser.add_argument("--methods", nargs="+", default=METHODS)
+    parser.add_argument("--methods", nargs="+", default=METHODS, help="registered methods, or 'all'")
+    parser.add_argument("--method-arg", nargs="+", default=[], metavar="METHOD:KEY=VALUE", help=METHOD_ARG_HELP)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--steps", type=int, help="override the preset's steps")
     parser.add_argument("--device", default="auto")
@@ -88,21 +121,28 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     try:
+        args.methods = expand_methods(args.methods)
         configs = build_configs(args)
         for config in configs:  # every bad name or value fails here, before the first run
-            check_inputs(config)
+            check_inputs(config, init_from_pending=config.init_from is not None)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     runs_dir = args.out / "runs"
     t0 = time.perf_counter()
     _prebuild_domains(configs)
-    run_many([(c, runs_dir / run_name(c)) for c in configs], args.jobs, verbose=True)
+    first = [c for c in configs if c.init_from is None]  # the source runs the others start from go first
+    run_many([(c, runs_dir / run_name(c)) for c in first], args.jobs, verbose=True)
+    later = [c for c in configs if c.init_from is not None]
+    if later:
+        run_many([(c, runs_dir / run_name(c)) for c in later], args.jobs, verbose=True)
     wall = time.perf_counter() - t0
 
     names = {run_name(c) for c in configs}
     frame = collect([runs_dir / n for n in sorted(names)])
     frame["pair"] = frame["source"] + " → " + frame["target"]
+    if "init_from" in frame.columns:  # one source run per seed: the cell's runs differ in it by design
+        frame["init_from"] = frame["init_from"].map(lambda v: "source_only run of the seed" if isinstance(v, str) else v)
     table = summary_table(frame, metric="target_test/acc", rows=["pair"], cols="method", col_order=args.methods)
     table.index.name = "source → target"
     source = summary_table(frame, metric="source_test/acc", rows=["pair"], cols="method", col_order=args.methods)
@@ -120,9 +160,17 @@ def main(argv: list[str] | None = None) -> int:
               f"{configs[0].image_size}×{configs[0].image_size} images, "
               f"batch {configs[0].batch_size} per domain, {configs[0].optimizer} lr {configs[0].lr} annealed, "
               f"final step (no model selection). Wall time {wall / 60:.1f} min for {len(configs)} runs.")
+    online_text = ""
+    if "target_online/acc" in frame.columns and frame["target_online/acc"].notna().any():
+        online = summary_table(frame[frame["target_online/acc"].notna()], metric="target_online/acc", rows=["pair"],
+                               cols="method", col_order=args.methods)
+        online.index.name = "source → target"
+        online_text = ("\n\nOnline accuracy (%) of the test-time methods: every target training batch predicted in "
+                       "the forward that adapts on it, before the update (TENT's protocol); the main table's row of the "
+                       "same runs is the adapted model on the held-out target test split.\n\n" + render(online, "markdown"))
     legend = ("\n\n⚠: at least one seed's run raised a training-health warning (result.json \"health\"; "
               "domainadapt/train/health.py).")
-    body = render(table, "markdown") + closed_text + source_text + legend
+    body = render(table, "markdown") + closed_text + online_text + source_text + legend
     atomic_write_text(args.out / "table.md", header + "\n\n" + body + "\n")
     atomic_write_text(args.out / "table.tex", render(table, "latex"))
     atomic_write_text(args.out / "runs.csv", frame.to_csv(index=False))

@@ -35,6 +35,7 @@ sys.path.insert(0, str(REPO))
 
 from domainadapt.data import DomainError, load_domain  # noqa: E402
 from domainadapt.data.benchmarks import BENCHMARKS  # noqa: E402
+from domainadapt.config_flags import METHOD_ARG_HELP, method_args  # noqa: E402
 from domainadapt.io import atomic_write_text  # noqa: E402
 from domainadapt.models.weights import weights_not_required  # noqa: E402
 from domainadapt.report import collect, render, summary_table  # noqa: E402
@@ -93,8 +94,9 @@ def build_configs(args: argparse.Namespace) -> list[TrainConfig]:
               "backbone_kwargs": {**RECIPE["backbone_kwargs"], "weights": weights}}
     task_kwargs = {**({"download": True} if args.download else {}),
                    **({"check_counts": False} if args.no_check_counts else {})}
+    options = method_args(args.method_arg, args.methods)
     return [TrainConfig(method=m, source=s, target=t, seed=seed, device=args.device, data_root=args.data_root,
-                        task_kwargs=task_kwargs, progress=False, **recipe)
+                        task_kwargs=task_kwargs, progress=False, method_kwargs=options.get(m, {}), **recipe)
             for s, t in transfer_tasks(args.benchmark, args.domains) for m in args.methods for seed in args.seeds]
 
 
@@ -127,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--benchmark", required=True, choices=sorted(BENCHMARKS))
     parser.add_argument("--domains", nargs="+", help="a subset of the benchmark's domains (default: all)")
     parser.add_argument("--methods", nargs="+", default=METHODS)
+    parser.add_argument("--method-arg", nargs="+", default=[], metavar="METHOD:KEY=VALUE", help=METHOD_ARG_HELP)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--steps", type=int, help="optimizer steps per run (default: " + ", ".join(
         f"{k} {v:,}" for k, v in STEPS.items()) + ")")

@@ -13,6 +13,7 @@ from domainadapt.divergence import mmd2
 from domainadapt.methods import MethodContext, StepOutput, build_method, grad_reverse, grl_coefficient
 from domainadapt.methods.coral import coral_loss
 from domainadapt.models import Classifier
+from domainadapt.models.classifier import fresh_copy
 from domainadapt.train import TrainConfig, Trainer
 
 
@@ -124,7 +125,8 @@ def _train_moons(method: str, seed: int, tmp_path, **method_kwargs) -> float:
     model = Classifier(backbone, nn.Linear(64, 2), feature_dim=64, num_classes=2)
     config = TrainConfig(method=method, source="moons", target="rotated", steps=2000, batch_size=64, lr=0.05,
                          schedule="dann", seed=seed, device="cpu", progress=False, weight_decay=0.0)
-    m = build_method(method, MethodContext(64, 2, config.steps), **method_kwargs)
+    m = build_method(method, MethodContext(64, 2, config.steps, new_head=lambda: fresh_copy(model.head)),
+                     **method_kwargs)
     source, target, target_test = _moons(600, 0, seed), _moons(600, 40, seed + 100), _moons(600, 40, seed + 200)
     trainer = Trainer(config, model, m, source_train=source, target_train=target, eval_sets={"target": target_test},
                       run_dir=tmp_path / f"{method}-{seed}")

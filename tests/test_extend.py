@@ -33,7 +33,37 @@ def plugin_files(tmp_path, monkeypatch):
 
 
 def test_the_readme_shows_one_file_each_for_method_task_regularizer_and_backbone():
-    assert sorted(readme_examples()) == ["entmin.py", "l1_head.py", "tiny_cnn.py", "toy_shift.py"]
+    assert sorted(readme_examples()) == ["alternate.py", "entmin.py", "l1_head.py", "tiny_cnn.py", "toy_shift.py"]
+
+
+def test_the_readme_method_with_phases_trains_and_resumes_exactly(plugin_files, tmp_path, monkeypatch,
+                                                                   one_torch_thread):
+    """Written from the README alone: two update phases and a refresh every 2 steps (steps 0, 2, 4), killed after
+    step 3 (last checkpoint: step 2, between two refreshes) and resumed; it ends bitwise equal to a run never
+    stopped, and each phase trained only its own part."""
+    import torch
+
+    from domainadapt.plugins import load_plugin
+    from domainadapt.runs import run
+    from domainadapt.train import TrainConfig, load_checkpoint
+
+    from killing import run_killed_after
+
+    for f in plugin_files:
+        load_plugin(str(f))
+    config = TrainConfig(task="toy_shift", method="alternate", backbone="tiny_cnn", image_size=8, steps=5,
+                         batch_size=16, lr=0.05, device="cpu", progress=False, log_every=1, checkpoint_every=2,
+                         deterministic=True, task_kwargs={"n": 32}, on_unhealthy="off")
+    run_killed_after(config, tmp_path / "killed", 3, monkeypatch)
+    resumed = run(config, tmp_path / "killed")
+    reference = run(config, tmp_path / "reference")
+    a = load_checkpoint(tmp_path / "killed" / "checkpoints" / "last.pt")["modules"]
+    b = load_checkpoint(tmp_path / "reference" / "checkpoints" / "last.pt")["modules"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in b)
+    assert resumed["metrics"] == reference["metrics"]
+    metrics = reference["metrics"]
+    assert {"train/head/cls", "train/features/cls", "train/features/ent"} <= set(metrics)
+    assert not torch.equal(b["method.prior"], torch.full((2,), 0.5))  # refreshed from the target set
 
 
 def test_readme_plugins_train_five_steps_through_the_cli(plugin_files, tmp_path, capsys, one_torch_thread):

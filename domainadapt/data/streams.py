@@ -159,13 +159,19 @@ class InfiniteBatchStream:
         return self
 
     def __next__(self) -> Any:
+        return self.next_with_index()[0]
+
+    def next_with_index(self) -> tuple[Any, torch.Tensor]:
+        """The next batch and the dataset indices of its rows (for methods that keep per-example state)."""
         if self.num_workers <= 0:
-            return self.fetch(self.next_items())
+            items = self.next_items()
+            index = items if isinstance(items, torch.Tensor) else torch.tensor([i for i, _ in items])
+            return self.fetch(items), index
         if self._ahead is None:
             self._start_read_ahead()
-        self.next_indices()  # advance the consumed position in step with the workers
+        index = self.next_indices()  # advance the consumed position in step with the workers
         try:
-            return next(self._ahead)
+            return next(self._ahead), index
         except Exception as err:  # a worker's error arrives with its traceback in the message: keep the last line
             raise _one_line(err) from None
 

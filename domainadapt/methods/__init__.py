@@ -1,8 +1,9 @@
 """Adaptation methods: loss terms that plug into the shared trainer (one file each, registered by name)."""
 
-from .base import Method, MethodContext, StepOutput
+from .base import Method, MethodContext, StepOutput, TargetPass
 from .discriminator import DomainDiscriminator, domain_labels
 from .grl import AdversaryWarmStart, grad_reverse, grl_coefficient
+from .model_parts import hypothesis_layer, norm_parameters
 from .registry import (
     MethodError,
     available_methods,
@@ -20,6 +21,7 @@ __all__ = [
     "MethodContext",
     "MethodError",
     "StepOutput",
+    "TargetPass",
     "available_methods",
     "build_method",
     "check_method_kwargs",
@@ -27,6 +29,8 @@ __all__ = [
     "get_method_class",
     "grad_reverse",
     "grl_coefficient",
+    "hypothesis_layer",
+    "norm_parameters",
     "method_option_types",
     "register_method",
 ]

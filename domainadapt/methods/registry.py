@@ -17,7 +17,7 @@ class MethodError(ValueError):
     """Unknown method or bad method options."""
 
 
-_REGISTRY = Registry("method", __package__, frozenset({"base", "registry", "grl", "discriminator"}), MethodError)
+_REGISTRY = Registry("method", __package__, frozenset({"base", "registry", "grl", "discriminator", "model_parts"}), MethodError)
 
 
 def register_method(cls: type[Method]) -> type[Method]:

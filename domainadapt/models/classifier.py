@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from copy import deepcopy
 
 import torch
 from torch import nn
@@ -58,3 +59,14 @@ class Classifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone(x))
+
+
+def fresh_copy(module: nn.Module) -> nn.Module:
+    """A copy of `module` (same architecture, on the same device) with every layer re-initialised by its own
+    `reset_parameters` (draws from the global RNG, so a seeded run builds the same copy)."""
+    copy = deepcopy(module)
+    for layer in copy.modules():
+        reset = getattr(layer, "reset_parameters", None)
+        if callable(reset):
+            reset()
+    return copy

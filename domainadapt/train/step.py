@@ -27,9 +27,16 @@ class StepModule(nn.Module):
         y_t: torch.Tensor | None,
         progress: float,
         step: int,
+        phase: str | None = None,
+        index_t: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         self.method.take_reports()  # reports of forwards outside training (none usually) are not this step's
-        losses = self.method.compute_losses(self.model, x_s, y_s, x_t, y_t, progress, step)
+        extra: dict[str, Any] = {}  # passed only when used, so an older compute_losses override keeps working
+        if phase is not None:
+            extra["phase"] = phase
+        if index_t is not None:
+            extra["index_t"] = index_t
+        losses = self.method.compute_losses(self.model, x_s, y_s, x_t, y_t, progress, step, **extra)
         if not losses:
             raise RuntimeError(f"method '{self.method.name}' returned no losses")
         for name, regularizer in self.regularizers.items():  # penalties that compose with any method (EWC, L2-SP)

@@ -25,9 +25,10 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset
 
 from ..data.streams import InfiniteBatchStream
+from ..data.unlabelled import UnlabelledInputs
 from ..distributed import DistContext, resolve_device
 from ..inference import ClassifierMetrics, Measure, autocast, run_loop, to_device
-from ..methods.base import Method
+from ..methods.base import Method, TargetPass
 from ..seeding import get_rng_state, set_rng_state
 from .checkpoint import CheckpointError, load_latest, save_checkpoint
 from .config import TrainConfig
@@ -37,6 +38,7 @@ from .logging import MetricsLogger
 from .param_groups import build_optimizer, build_param_groups, group_log_names, logged_learning_rates
 from .schedules import lr_factor
 from .step import StepModule, set_train_mode
+from .updates import Batch, Update, plan_updates
 from .sync_batchnorm import convert_to_all_reduce_batchnorm
 from .unfreezing import GradualUnfreezing
 
@@ -105,6 +107,14 @@ class Trainer:
 
         self.optimizer = build_optimizer(config, build_param_groups(
             model, method, config.lr, lr_mults=config.lr_mults, layer_lr_decay=config.layer_lr_decay))
+        # the optimizer updates of one step: one of every parameter, or the method's phases (train/updates.py)
+        self.updates: list[Update] = plan_updates(self.method, self.model, self.optimizer)
+        # the whole target training set, inputs only, for a method's periodic work (Method.refresh)
+        self._target_inputs = (UnlabelledInputs(target_train) if target_train is not None
+                               and (method.refresh_every > 0 or not method.trains) else None)
+        # test-time protocol (Method.online_accuracy): [correct, scored] over every target batch, predicted in the
+        # training forward before the update on it; the trainer reads the labels, the method never does
+        self.online_counts = torch.zeros(2, dtype=torch.long, device=self.device)
         # named once, from the groups as built (a resumed optimizer's groups are positional): metrics.jsonl's lr/<name>
         self._lr_names = group_log_names(model, self.optimizer.param_groups)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -153,13 +163,14 @@ class Trainer:
             "last_train_losses": dict(self.last_train_losses),
             "model_info": self.model_info,
             "health": None if self.health is None else self.health.state_dict(),
+            "online_counts": self.online_counts.cpu(),
         }
 
     def check_finite(self) -> None:
         """Every floating-point weight, buffer and running loss sum is finite; a checkpoint is written only then, so
         a run that diverges keeps its last finite checkpoint (the same on every rank: weights are synchronised)."""
         for name, t in self.step_module.state_dict().items():
-            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all()):
                 raise FloatingPointError(f"non-finite weights at step {self.step} ('{name}'); the last finite "
                                          f"checkpoint {self.checkpoint_path} is kept (lower lr, or clip gradients)")
         name = self.window.non_finite_loss()
@@ -200,6 +211,8 @@ class Trainer:
         self.last_train_losses = dict(state.get("last_train_losses", {}))
         if self.health is not None and state.get("health") is not None:  # older checkpoints (or "off"): fresh
             self.health.load_state_dict(state["health"], self.device)
+        if "online_counts" in state:
+            self.online_counts = state["online_counts"].to(self.device)
 
     def resume_if_possible(self) -> bool:
         """Resume from checkpoints/last.pt, or from prev.pt when last.pt is missing or damaged (with a warning)."""
@@ -210,18 +223,41 @@ class Trainer:
         return True
 
     # ------------------------------------------------------------------ training
-    def _next_batch(self) -> tuple[torch.Tensor | None, ...]:
-        x_s = y_s = x_t = y_t = None
+    def _next_batch(self) -> Batch:
+        x_s = y_s = x_t = y_t = index_t = scored = None
         cl = self.config.channels_last
         if "source" in self.streams:
             x, y = next(self.streams["source"])
             x_s, y_s = to_device(x, self.device, cl), to_device(y, self.device)
         if "target" in self.streams:
-            x, y = next(self.streams["target"])
+            (x, y), index = self.streams["target"].next_with_index()
             x_t = to_device(x, self.device, cl)
             if self.method.uses_target_labels:
                 y_t = to_device(y, self.device)
-        return x_s, y_s, x_t, y_t
+            if self.method.uses_target_index:
+                index_t = to_device(index, self.device)
+            if self.method.online_accuracy and isinstance(y, torch.Tensor):
+                scored = to_device(y, self.device)  # for the trainer's online score only, never the method's
+        return Batch(x_s, y_s, x_t, y_t, index_t, scored)
+
+    def _score_online(self, labels: torch.Tensor | None) -> None:
+        """Count the training forward's target predictions against the stream's labels (rows labelled < 0, as
+        unlabelled own data is, are not scored)."""
+        logits = getattr(self.method, "last_target_logits", None)
+        if labels is None or logits is None or logits.shape[0] != labels.shape[0]:
+            return
+        known = labels >= 0
+        correct = ((logits.argmax(1) == labels) & known).sum()
+        self.online_counts += torch.stack([correct, known.sum()])
+
+    def refresh(self) -> None:
+        """The method's periodic work over the unlabelled target training set (Method.refresh), under no_grad;
+        every module's train/eval flag is restored after (the method may switch modes for it)."""
+        target = TargetPass(self._target_inputs, step=self.step, device=self.device,
+                            batch_size=self.config.eval_batch_size, autocast_dtype=self.autocast_dtype)
+        with torch.no_grad():
+            self.method.refresh(self.model, target)
+        set_train_mode(self.step_module)
 
     def _wrap_ddp(self) -> nn.Module:
         """DDP over the step module. DDP hooks only the parameters that require grad when it wraps, so a change of
@@ -251,30 +287,51 @@ class Trainer:
 
     def train_step(self) -> None:
         self._apply_unfreeze_schedule()
+        every = self.method.refresh_every
+        if every > 0 and self.step % every == 0:
+            self.refresh()
         config = self.config
         progress = self.step / config.steps
         accum = config.grad_accum
-        for micro in range(accum):
-            x_s, y_s, x_t, y_t = self._next_batch()
-            sync = contextlib.nullcontext()
-            if self.dist.enabled and micro < accum - 1:
-                sync = self.engine.no_sync()  # type: ignore[operator]
-            with sync:
-                with autocast(self.device, self.autocast_dtype):
-                    total, losses = self.engine(x_s, y_s, x_t, y_t, progress, self.step)
-                self.scaler.scale(total / accum).backward()
-            if self.health is not None:  # the target batch's predicted classes, counted on the device (no sync)
-                self.health.observe_target_logits(getattr(self.method, "last_target_logits", None))
-            self.window.add_forward(losses, total, accum, self.method.take_reports())
-        if config.grad_clip is not None:
-            self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.step_module.parameters(), config.grad_clip)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.optimizer.zero_grad(set_to_none=True)
+        # one update: each micro-batch is drawn as it is used; several phases reuse the step's micro-batches
+        batches = [self._next_batch() for _ in range(accum)] if len(self.updates) > 1 else None
+        for number, update in enumerate(self.updates):
+            for micro in range(accum):
+                batch = batches[micro] if batches is not None else self._next_batch()
+                sync = contextlib.nullcontext()
+                if self.dist.enabled and micro < accum - 1:
+                    sync = self.engine.no_sync()  # type: ignore[operator]
+                with sync:
+                    with autocast(self.device, self.autocast_dtype):
+                        total, losses = self.engine(batch.x_s, batch.y_s, batch.x_t, batch.y_t, progress, self.step,
+                                                    update.phase, batch.index_t)
+                    self.scaler.scale(total / accum).backward()
+                if number == 0:  # predictions made before any update on this batch
+                    if self.health is not None:  # the target batch's predicted classes, on the device (no sync)
+                        self.health.observe_target_logits(getattr(self.method, "last_target_logits", None))
+                    if self.method.online_accuracy:
+                        self._score_online(batch.scored)
+                if update.phase is not None:  # "<phase>/<loss>", each phase's repeats averaged
+                    losses = {f"{update.phase}/{k}": v for k, v in losses.items()}
+                self.window.add_forward(losses, total, accum * update.repeats, self.method.take_reports())
+            update.drop_other_gradients()
+            if config.grad_clip is not None:
+                self.scaler.unscale_(self.optimizer)
+                torch.nn.utils.clip_grad_norm_(self.step_module.parameters(), config.grad_clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
         self.window.end_step()
         self.step += 1
+
+    def online_metrics(self) -> dict[str, float]:
+        """`target_online/acc` of a method with `online_accuracy` (summed over ranks), else nothing."""
+        if not self.method.online_accuracy:
+            return {}
+        counts = self.dist.all_reduce_sum(self.online_counts.clone())
+        return {} if int(counts[1]) == 0 else {"target_online/acc": float(counts[0]) / float(counts[1]),
+                                               "target_online/n": float(counts[1])}
 
     def _check_health(self, losses: dict[str, float]) -> list[HealthEvent]:
         """Run the health checks on a log step's flushed losses and the window's target predictions; log what
@@ -331,9 +388,11 @@ class Trainer:
 
             bar = tqdm(total=config.steps, initial=self.step, desc=f"{config.method} {config.source}→{config.target}")
         set_train_mode(self.step_module)
+        if not self.method.trains:  # AdaBN: its work at step 0, no optimizer step (result.json "steps": 0)
+            self.refresh()
         t0 = time.perf_counter()
         try:
-            while self.step < config.steps:
+            while self.method.trains and self.step < config.steps:
                 self.train_step()
                 record: dict[str, Any] = {}
                 flushed = self._due(config.log_every) or self.step == config.steps
@@ -366,7 +425,7 @@ class Trainer:
             if bar is not None:
                 bar.close()
         self.train_seconds += time.perf_counter() - t0
-        final = self.evaluate_all()
+        final = {**self.evaluate_all(), **self.online_metrics()}
         bad = sorted(k for k, v in final.items() if not math.isfinite(v))
         if bad:
             raise FloatingPointError(f"non-finite final metrics {bad} at step {self.step}; no result is written")
