@@ -133,12 +133,14 @@ def test_digits_method_args_reach_their_method_and_source_free_runs_start_from_t
     digits = _digits_module()
     args = digits.argparse.Namespace(preset="quick", steps=None, pairs=["mnist:mnist_m"], methods=["shot", "dann"],
                                      method_arg=["shot:beta=0.1", "dann:weight=0.5"], seeds=[0, 1], device="cpu",
+                                     lr_for=["shot=0.0002"],
                                      data_root=None, out=tmp_path)
     configs = digits.build_configs(args)
     by = {(c.method, c.seed): c for c in configs}
     assert sorted(by) == [("dann", 0), ("dann", 1), ("shot", 0), ("shot", 1), ("source_only", 0), ("source_only", 1)]
     assert by[("shot", 0)].validate().method_kwargs == {"beta": 0.1}  # text converted to the option's type
     assert by[("dann", 1)].validate().method_kwargs == {"weight": 0.5} and by[("source_only", 0)].method_kwargs == {}
+    assert by[("shot", 0)].lr == 0.0002 and by[("dann", 0)].lr == digits.RECIPE["lr"]
     for seed in (0, 1):
         assert by[("shot", seed)].init_from == str(tmp_path / "runs" / digits.run_name(by[("source_only", seed)]))
         assert by[("dann", seed)].init_from is None
@@ -149,7 +151,8 @@ def test_digits_method_arg_errors_name_the_problem(tmp_path):
     base = [sys.executable, str(REPO / "experiments" / "digits.py"), "--methods", "dann", "--out", str(tmp_path)]
     for extra, message in ((["--method-arg", "dann:weight"], "--method-arg takes METHOD:KEY=VALUE"),
                            (["--method-arg", "shot:beta=1"], "method 'shot' is not in --methods"),
-                           (["--method-arg", "dann:weight=abc"], "option 'weight' must be a number, got 'abc'")):
+                           (["--method-arg", "dann:weight=abc"], "option 'weight' must be a number, got 'abc'"),
+                           (["--lr-for", "dann=fast"], "the learning rate must be a number")):
         done = subprocess.run(base + extra, capture_output=True, text=True, timeout=120)
         assert done.returncode == 2 and message in done.stderr, done.stderr
     assert not (tmp_path / "runs").exists()

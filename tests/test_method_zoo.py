@@ -223,16 +223,6 @@ MOONS = {  # method: (options, margin over max(source_only))
 }
 
 
-@pytest.fixture(scope="module")
-def moons_source_only(tmp_path_factory):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return [_train_moons("source_only", s, tmp_path_factory.mktemp("so")) for s in (0, 1)]
-    finally:
-        torch.set_num_threads(threads)
-
-
 @pytest.mark.parametrize("seed", [0, 1])
 @pytest.mark.parametrize("method", sorted(MOONS))
 def test_zoo_method_beats_source_only_on_rotated_moons(method, seed, moons_source_only, tmp_path, one_torch_thread):
