@@ -26,6 +26,8 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
@@ -186,9 +188,16 @@ def main(argv: list[str] | None = None) -> int:
         online_text = ("\n\nOnline accuracy (%) of the test-time methods: every target training batch predicted in "
                        "the forward that adapts on it, before the update (TENT's protocol); the main table's row of the "
                        "same runs is the adapted model on the held-out target test split.\n\n" + render(online, "markdown"))
+    below_text = ""
+    below = below_source_only(frame)
+    if len(below):
+        below_text = ("\n\nBelow source_only (mean target accuracy under source_only's on the pair), with what the runs "
+                      "measured: the health codes that fired (train/health.py) and the source accuracy next to "
+                      "source_only's (a source task that did not train is not adapting).\n\n"
+                      + below.to_markdown(index=False))
     legend = ("\n\n⚠: at least one seed's run raised a training-health warning (result.json \"health\"; "
               "domainadapt/train/health.py).")
-    body = render(table, "markdown") + closed_text + online_text + source_text + legend
+    body = render(table, "markdown") + closed_text + online_text + source_text + below_text + legend
     atomic_write_text(args.out / "table.md", header + "\n\n" + body + "\n")
     atomic_write_text(args.out / "table.tex", render(table, "latex"))
     atomic_write_text(args.out / "runs.csv", frame.to_csv(index=False))
@@ -196,6 +205,28 @@ def main(argv: list[str] | None = None) -> int:
     print(body)
     print(f"wall time {wall:.0f} s for {len(configs)} runs; table in {args.out / 'table.md'}")
     return 0
+
+
+def below_source_only(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per (pair, method) whose mean target accuracy is under source_only's on the pair: the accuracies,
+    the source accuracies, and the health codes its runs raised (the measured reasons, not guesses)."""
+    if "source_only" not in set(frame["method"]):
+        return pd.DataFrame()
+    means = frame.groupby(["pair", "method"])[["target_test/acc", "source_test/acc"]].mean()
+    codes = frame.groupby(["pair", "method"])["health"].agg(
+        lambda s: ", ".join(sorted({c for v in s if isinstance(v, str) for c in v.split(",") if c})) or "none")
+    rows = []
+    for (pair, method), row in means.iterrows():
+        if method in ("source_only", "target_oracle") or (pair, "source_only") not in means.index:
+            continue
+        base = means.loc[(pair, "source_only")]
+        if row["target_test/acc"] < base["target_test/acc"]:
+            rows.append({"pair": pair, "method": method, "target %": round(100 * row["target_test/acc"], 1),
+                         "source_only target %": round(100 * base["target_test/acc"], 1),
+                         "source %": round(100 * row["source_test/acc"], 1),
+                         "source_only source %": round(100 * base["source_test/acc"], 1),
+                         "health codes": codes.loc[(pair, method)]})
+    return pd.DataFrame(rows)
 
 
 def _prebuild_domains(configs: list[TrainConfig]) -> None:

@@ -156,3 +156,15 @@ def test_digits_method_arg_errors_name_the_problem(tmp_path):
         done = subprocess.run(base + extra, capture_output=True, text=True, timeout=120)
         assert done.returncode == 2 and message in done.stderr, done.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_digits_lists_each_method_below_source_only_with_its_measured_reasons():
+    digits = _digits_module()
+    frame = pd.DataFrame({
+        "pair": ["a → b"] * 5, "method": ["source_only", "source_only", "dann", "dann", "coral"],
+        "target_test/acc": [0.40, 0.50, 0.30, 0.44, 0.60], "source_test/acc": [0.9, 0.9, 0.5, 0.7, 0.9],
+        "health": ["", "", "discriminator_won", "", ""]})
+    below = digits.below_source_only(frame)
+    assert below.to_dict("records") == [{"pair": "a → b", "method": "dann", "target %": 37.0,
+                                         "source_only target %": 45.0, "source %": 60.0,
+                                         "source_only source %": 90.0, "health codes": "discriminator_won"}]
