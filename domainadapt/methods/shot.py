@@ -95,7 +95,6 @@ class SHOT(Method):
             recorder.handle.remove()
         labels = centroid_pseudo_labels(torch.cat(features), torch.cat(probs), self.refinements)
         self.pseudo_labels = labels.to(target.device)
-        self.report("pseudo_agree", (labels == torch.cat(probs).argmax(1)).double().mean())
 
     def losses(self, out: StepOutput, model: nn.Module) -> dict[str, torch.Tensor]:
         losses = {"im": im_loss(out.logits_t)}
