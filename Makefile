@@ -3,6 +3,9 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
+# make test: pytest-xdist workers (one torch thread each, OMP_NUM_THREADS=1), whole files per worker so module
+# fixtures are built once; PYTEST_WORKERS=0 runs in one process
+PYTEST_WORKERS ?= 2
 
 .PHONY: test lint test-slow reproduce bench text-data dapt clean-results
 
@@ -19,7 +22,7 @@ lint: $(STAMP)
 	$(VENV)/bin/lint-imports
 
 test: lint
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow $(PYTEST_ARGS)

@@ -1,4 +1,5 @@
-"""`domainadapt train | table | measure | shards | export | predict | reproduce | domains | methods | tasks | regularizers | backbones`.
+"""`domainadapt train | table | select | measure | shards | export | predict | reproduce | domains | methods | tasks |
+regularizers | validators | backbones`.
 
 Bad input ends with one line `error: ...` naming the problem and exit status 2, never a traceback.
 """
@@ -25,9 +26,11 @@ from .models import available_backbones, get_backbone
 from .plugins import PluginError, add_plugins
 from .regularizers import available_regularizers, get_regularizer
 from .report import collect, render, summary_table
+from .report.selection import select_run
 from .runs import run
 from .tasks import available_tasks, get_task
 from .train.health import UnhealthyRunError
+from .validators import available_validators, get_validator_class
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -96,6 +99,29 @@ def _tasks(args: argparse.Namespace) -> int:
 def _regularizers(args: argparse.Namespace) -> int:
     for name in available_regularizers():
         print(f"{name:10s} {_first_doc_line(get_regularizer(name))}")
+    return 0
+
+
+def _validators(args: argparse.Namespace) -> int:
+    for name in available_validators():
+        cls = get_validator_class(name)
+        print(f"{name:12s} reads {', '.join(sorted(cls.needs)):60s} {_first_doc_line(cls)}")
+    return 0
+
+
+def _add_select(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("select", help="choose across runs by a validator's score (no target labels)")
+    p.add_argument("runs", nargs="+", type=Path, help="run directories or folders containing them")
+    p.add_argument("--validator", required=True, help="a validator the runs were configured with (config validators)")
+
+
+def _select(args: argparse.Namespace) -> int:
+    choice = select_run(args.runs, args.validator)
+    print(f"chosen by {args.validator} among {choice.candidates} runs: {choice.run_dir} at step {choice.step} "
+          f"(score {choice.score:.6g})")
+    print(f"checkpoint: {choice.checkpoint}")
+    if choice.target_acc is not None:
+        print(f"target test accuracy at that step: {100 * choice.target_acc:.2f}% (read after choosing, not used to choose)")
     return 0
 
 
@@ -218,6 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("methods", help="list the adaptation methods")
     sub.add_parser("tasks", help="list the tasks")
     sub.add_parser("regularizers", help="list the regularizers")
+    sub.add_parser("validators", help="list the label-free validators (model selection)")
+    _add_select(sub)
     sub.add_parser("backbones", help="list the backbones")
     _add_reproduce(sub)
     _add_measure(sub)
@@ -230,7 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"train": _train, "table": _table, "domains": _domains, "methods": _methods, "reproduce": _reproduce,
-                "measure": _measure, "shards": _shards, "export": _export, "predict": _predict, "tasks": _tasks, "regularizers": _regularizers, "backbones": _backbones}
+                "measure": _measure, "shards": _shards, "export": _export, "predict": _predict, "tasks": _tasks, "regularizers": _regularizers, "backbones": _backbones,
+                "validators": _validators, "select": _select}
     handler = handlers[args.command]
     try:
         add_plugins(args.plugin)

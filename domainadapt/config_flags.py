@@ -131,7 +131,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--strategy-arg", action="append", metavar="KEY=VALUE",
                    help=f"an option of --strategy ({', '.join(strategy_options())}), e.g. blocks=1 for partial (repeatable)")
     p.add_argument("--preset", choices=sorted(PRESETS), help="a named recipe under the file and the flags given: "
-                   + "; ".join(f"{name}: {preset.doc}" for name, preset in PRESETS.items()))
+                   + "; ".join(f"{name}: {preset.doc}" for name, preset in PRESETS.items()).replace("%", "%%"))
 
 
 def _apply_strategy_flags(config: TrainConfig, strategy: str | None, items: list[str] | None) -> TrainConfig:

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from . import __version__
+from .data.unlabelled import UnlabelledInputs
 from .distributed import init_distributed, resolve_device
 from .io import RunLock, atomic_write_json, clean_stale_temp_files
 from .methods import MethodContext, MethodError, build_method, check_method_kwargs, get_method_class
@@ -38,6 +39,7 @@ from .seeding import seed_everything, set_deterministic
 from .tasks import get_task
 from .train.checkpoint import CheckpointError, load_checkpoint, load_model_weights
 from .train.config import ConfigError, TrainConfig
+from .train.selection import SelectionData, SelectionError, build_validators, validators_need_source
 from .train.trainer import Trainer
 
 RESULT_FILE = "result.json"
@@ -58,6 +60,12 @@ def check_inputs(config: TrainConfig, init_from_pending: bool = False) -> None:
         raise MethodError(f"method '{config.method}' adapts a trained model: set init_from to a finished source "
                           "run (its directory or checkpoint), e.g. a source_only run of the same pair")
     task = get_task(config.task)
+    build_validators(config.validators)  # an unknown validator or option fails here, named
+    if config.validators and not task.classifies:
+        raise SelectionError(f"validators score a classifier's predictions; task '{config.task}' trains none")
+    if config.validators and validators_need_source(config.validators) and not task.holds_out_source:
+        raise SelectionError(f"validators {sorted(config.validators)}: one reads held-out source rows, which task "
+                             f"'{config.task}' does not hold out; use the target-only ones (`domainadapt validators`)")
     task.check(config, task.options(config))
     if backbone_modality(config.backbone) == "image":  # any task's image backbone: its options, by signature
         check_image_backbone(config.backbone, config.backbone_kwargs, config.image_size)
@@ -196,6 +204,9 @@ def _run_locked(config: TrainConfig, run_dir: Path) -> dict[str, Any]:
             regularizers=regularizers,
             measure=task.measure,
             model_info=task.model_info,
+            selection=SelectionData(
+                target=_unlabelled(task.target_train if task.target_train_eval is None else task.target_train_eval), source_val=task.source_val,
+                source_train=_unlabelled(task.source_train)) if config.validators else None,
         )
         metrics = trainer.fit()
         result = {
@@ -209,7 +220,9 @@ def _run_locked(config: TrainConfig, run_dir: Path) -> dict[str, Any]:
             "sizes": task.sizes,
             "classes": list(task.class_names),  # label i's name (predict, export)
             "input": task.input_contract,  # what the model takes (export's model card, predict)
-            "health": trainer.health_codes,  # health codes that fired (train/health.py); None: on_unhealthy="off"
+            "health": trainer.health_codes,
+            # {validator: {"step", "score"}}: the checkpoint each validator chose (checkpoints/best-<name>.pt)
+            **({"selected": trainer.selector.selected()} if trainer.selector is not None else {}),  # health codes that fired (train/health.py); None: on_unhealthy="off"
             "versions": {"torch": torch.__version__, "python": platform.python_version(), "domainadapt": __version__,
                          "method_source": method_source_hash(config.method)},  # sha256[:12] of the method's module
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
@@ -220,6 +233,10 @@ def _run_locked(config: TrainConfig, run_dir: Path) -> dict[str, Any]:
         return result
     finally:
         dist_ctx.close()
+
+
+def _unlabelled(dataset: Any) -> UnlabelledInputs | None:
+    return None if dataset is None else UnlabelledInputs(dataset)
 
 
 def run_name(config: TrainConfig) -> str:

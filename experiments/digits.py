@@ -35,8 +35,10 @@ from domainadapt.config_flags import METHOD_ARG_HELP, method_args  # noqa: E402
 from domainadapt.io import atomic_write_text  # noqa: E402
 from domainadapt.report import collect, gap_closed, render, summary_table  # noqa: E402
 from domainadapt.methods import available_methods, get_method_class  # noqa: E402
-from domainadapt.runs import check_inputs, run_many, run_name  # noqa: E402
+from domainadapt.report.selection import metric_at  # noqa: E402
+from domainadapt.runs import check_inputs, read_result, run_many, run_name  # noqa: E402
 from domainadapt.train import TrainConfig  # noqa: E402
+from domainadapt.train.logging import read_metrics  # noqa: E402
 
 PAIRS = ["mnist:mnist_m", "syndigits:mnist", "mnist:syndigits", "mnist:optdigits"]
 METHODS = ["source_only", "dann", "dan", "coral", "target_oracle"]
@@ -95,6 +97,8 @@ def build_configs(args: argparse.Namespace) -> list[TrainConfig]:
     preset = {**RECIPE, **PRESETS[args.preset]}
     if args.steps is not None:
         preset["steps"] = args.steps
+    if args.select_by is not None:  # the validator scores every run at 10 evaluations and keeps its checkpoint
+        preset.update(validators={args.select_by: {}}, eval_every=max(1, preset["steps"] // 10))
     options = method_args(args.method_arg, args.methods)
     lrs = learning_rates(args.lr_for, args.methods)
     needs_source = [m for m in args.methods if get_method_class(m).needs_trained_model]
@@ -132,6 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr-for", nargs="+", default=[], metavar="METHOD=LR",
                         help="a method's learning rate instead of the recipe's (tent=1e-4: see the module docstring)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--select-by", metavar="VALIDATOR",
+                        help="also report the checkpoint this validator chooses within each run (no target labels; "
+                             "experiments/validators.py says which to trust), and the oracle's apart")
     parser.add_argument("--steps", type=int, help="override the preset's steps")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--data-root", help="torchvision data folder (full MNIST, USPS, SVHN)")
@@ -197,7 +204,9 @@ def main(argv: list[str] | None = None) -> int:
                       + below.to_markdown(index=False))
     legend = ("\n\n⚠: at least one seed's run raised a training-health warning (result.json \"health\"; "
               "domainadapt/train/health.py).")
-    body = render(table, "markdown") + closed_text + online_text + source_text + below_text + legend
+    selected_text = selected_tables(frame, args.select_by, args.methods) if args.select_by else ""
+    body = (render(table, "markdown") + selected_text + closed_text + online_text + source_text + below_text
+            + legend)
     atomic_write_text(args.out / "table.md", header + "\n\n" + body + "\n")
     atomic_write_text(args.out / "table.tex", render(table, "latex"))
     atomic_write_text(args.out / "runs.csv", frame.to_csv(index=False))
@@ -205,6 +214,28 @@ def main(argv: list[str] | None = None) -> int:
     print(body)
     print(f"wall time {wall:.0f} s for {len(configs)} runs; table in {args.out / 'table.md'}")
     return 0
+
+
+def selected_tables(frame: pd.DataFrame, validator: str, methods: list[str]) -> str:
+    """Target accuracy at the checkpoint `validator` chose in each run (result.json "selected"), and apart from it
+    the oracle's (the best evaluation by target test accuracy: it reads target labels, a bound, not a method)."""
+    chosen, oracle = [], []
+    for run_dir in frame["run_dir"]:
+        result = read_result(run_dir) or {}
+        step = result.get("selected", {}).get(validator, {}).get("step")
+        chosen.append(float("nan") if step is None else metric_at(Path(run_dir), int(step)))
+        accs = [r["target_test/acc"] for r in read_metrics(Path(run_dir) / "metrics.jsonl") if "target_test/acc" in r]
+        oracle.append(max(accs) if accs else float("nan"))
+    frame = frame.assign(selected_acc=chosen, oracle_acc=oracle)
+    parts = []
+    for metric, title in (("selected_acc", f"Selected by {validator}: target test accuracy (%) of the checkpoint it "
+                           "chose within each run, among 10 evaluations, without target labels"),
+                          ("oracle_acc", "Oracle (apart, not a method): the best of the same evaluations by target "
+                           "test accuracy, which reads target labels")):
+        table = summary_table(frame, metric=metric, rows=["pair"], cols="method", col_order=methods)
+        table.index.name = "source → target"
+        parts.append(f"\n\n{title}.\n\n" + render(table, "markdown"))
+    return "".join(parts)
 
 
 def below_source_only(frame: pd.DataFrame) -> pd.DataFrame:

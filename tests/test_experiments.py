@@ -133,7 +133,7 @@ def test_digits_method_args_reach_their_method_and_source_free_runs_start_from_t
     digits = _digits_module()
     args = digits.argparse.Namespace(preset="quick", steps=None, pairs=["mnist:mnist_m"], methods=["shot", "dann"],
                                      method_arg=["shot:beta=0.1", "dann:weight=0.5"], seeds=[0, 1], device="cpu",
-                                     lr_for=["shot=0.0002"],
+                                     lr_for=["shot=0.0002"], select_by=None,
                                      data_root=None, out=tmp_path)
     configs = digits.build_configs(args)
     by = {(c.method, c.seed): c for c in configs}

@@ -1,4 +1,4 @@
-"""The README's "Extend it" examples, run as written: a method, a task, a regularizer and a backbone, each one
+"""The README's "Extend it" examples, run as written: a method, a task, a regularizer, a validator and a backbone, each one
 file outside the package (a plug-in), registered and trained for 5 steps through the CLI."""
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ def plugin_files(tmp_path, monkeypatch):
 
 
 def test_the_readme_shows_one_file_each_for_method_task_regularizer_and_backbone():
-    assert sorted(readme_examples()) == ["alternate.py", "entmin.py", "l1_head.py", "tiny_cnn.py", "toy_shift.py"]
+    assert sorted(readme_examples()) == ["alternate.py", "entmin.py", "l1_head.py", "max_prob.py", "tiny_cnn.py",
+                                         "toy_shift.py"]
 
 
 def test_the_readme_method_with_phases_trains_and_resumes_exactly(plugin_files, tmp_path, monkeypatch,
@@ -71,7 +72,8 @@ def test_readme_plugins_train_five_steps_through_the_cli(plugin_files, tmp_path,
     out = tmp_path / "run"
     code = main([*plugins, "train", "--task", "toy_shift", "--method", "entmin", "--backbone", "tiny_cnn",
                  "--image-size", "8", "--regularizers", json.dumps({"l1_head": {"strength": 0.001}}),
-                 "--task-arg", "n=32", "--method-arg", "weight=0.3", "--steps", "5", "--batch-size", "16",
+                 "--task-arg", "n=32", "--method-arg", "weight=0.3", "--validators", "max_prob={}", "--eval-every",
+                 "2", "--steps", "5", "--batch-size", "16",
                  "--log-every", "1", "--no-progress", "--device", "cpu", "--out", str(out)])
     assert code == 0, capsys.readouterr().err
     result = json.loads((out / "result.json").read_text())
@@ -80,13 +82,15 @@ def test_readme_plugins_train_five_steps_through_the_cli(plugin_files, tmp_path,
     assert metrics["train/ent"] > 0 and metrics["train/l1_head"] > 0 and metrics["train/cls"] > 0
     assert 0.0 <= metrics["target_test/acc"] <= 1.0
     assert result["config"]["task_kwargs"] == {"n": 32} and result["config"]["method_kwargs"] == {"weight": 0.3}
+    assert result["selected"]["max_prob"]["step"] in (2, 4, 5)  # scored at each evaluation and the final step
+    assert (out / "checkpoints" / "best-max_prob.pt").is_file()
     from domainadapt.runs import load_trained_model  # the task rebuilds the model of the finished run
 
     model, config = load_trained_model(out)
     assert config.backbone == "tiny_cnn" and model.num_classes == 2 and model.backbone.out_features == 8
 
     for listing, name in (("tasks", "toy_shift"), ("methods", "entmin"), ("regularizers", "l1_head"),
-                          ("backbones", "tiny_cnn")):
+                          ("backbones", "tiny_cnn"), ("validators", "max_prob")):
         capsys.readouterr()
         assert main([*plugins, listing]) == 0
         assert name in capsys.readouterr().out

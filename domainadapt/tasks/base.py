@@ -53,6 +53,10 @@ class TaskSetup:
     num_classes: int = 0
     class_names: tuple[str, ...] = ()  # label i's name, stored in result.json (predict and export read it)
     input_contract: dict[str, Any] = field(default_factory=dict)  # what the model takes (size, range, tokenizer)
+    # label-free selection (train/selection.py): source rows held out of source_train (labelled), and the target
+    # training rows under the evaluation transform; None: the task holds none out / validators read target_train
+    source_val: Dataset | None = None
+    target_train_eval: Dataset | None = None
 
     @property
     def model_info(self) -> dict[str, int]:
@@ -66,6 +70,8 @@ class Task:
     name: ClassVar[str] = ""
     Options: ClassVar[type] = NoOptions
     error: ClassVar[type[Exception]] = TaskError  # the exception its checks raise
+    classifies: ClassVar[bool] = True  # its model has features_and_logits (what validators score); False: an LM
+    holds_out_source: ClassVar[bool] = False  # builds TaskSetup.source_val when validators read source rows
 
     def options(self, config: TrainConfig) -> Any:
         """config.task_kwargs parsed into this task's typed options (fails naming the field)."""

@@ -28,6 +28,7 @@ from ..models.registry import build_model, check_image_backbone
 from ..regularizers.fisher import FisherData
 from ..train.checkpoint import load_model_weights
 from ..train.config import TrainConfig
+from ..train.selection import source_holdout, validators_need_source
 from . import register_task
 from .base import Task, TaskError, TaskSetup
 
@@ -65,6 +66,7 @@ def per_class_subset(labels: torch.Tensor, per_class: int, seed: int) -> torch.T
 class ImageClassification(Task):
     name = "image_classification"
     Options = Options
+    holds_out_source = True
 
     def check(self, config: TrainConfig, options: Options) -> None:
         roles = [("source", config.source), ("target", config.target)] + [("extra_eval", n) for n in config.extra_eval]
@@ -110,10 +112,16 @@ class ImageClassification(Task):
                  for name in config.extra_eval}
         for domain in extra.values():
             check_compatible(source["train"], domain)
+        source_val = None
+        if validators_need_source(config.validators):  # rows held out of source training, for the validators
+            keep, held_out = source_holdout(len(source["train"]), config.source_val_fraction, config.split_seed)
+            source_val = source["train"].subset(held_out, name=f"{source['train'].name}[val]")
+            source["train"] = source["train"].subset(keep, name=f"{source['train'].name}[train]")
         fisher_source = _pipeline(source["train"], options.eval_transform, "da_eval")
         train, evaluate = options.train_transform, options.eval_transform
         source = {"train": _pipeline(source["train"], train, "da_train", balanced=options.class_balanced),
                   "test": _pipeline(source["test"], evaluate, "da_eval")}
+        target_train_eval = _pipeline(target["train"], evaluate, "da_eval")
         target = {"train": _pipeline(target["train"], train, "da_train"),
                   "test": _pipeline(target["test"], evaluate, "da_eval")}
         extra = {name: _pipeline(d, evaluate, "da_eval") for name, d in extra.items()}
@@ -128,12 +136,15 @@ class ImageClassification(Task):
                        **{f"{name}_test": d for name, d in extra.items()}},
             fisher=FisherData(fisher_source),
             sizes={"source_train": len(source["train"]), "source_test": len(source["test"]),
-                   "target_train": len(target["train"]), "target_test": len(target["test"])},
+                   "target_train": len(target["train"]), "target_test": len(target["test"]),
+                   **({"source_val": len(source_val)} if source_val is not None else {})},
             feature_dim=model.feature_dim,
             num_classes=model.num_classes,
             class_names=tuple(source["train"].classes),
             input_contract=image_input_contract(config, lazy=isinstance(source["test"], ImageFileDomain),
                                                 eval_transform=options.eval_transform),
+            source_val=None if source_val is None else _pipeline(source_val, evaluate, "da_eval"),
+            target_train_eval=target_train_eval,
         )
 
     def build_model(self, config: TrainConfig, options: Options, info: dict[str, int]) -> nn.Module:

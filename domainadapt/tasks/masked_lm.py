@@ -161,6 +161,7 @@ def masked_lm_nll(model: nn.Module, x: dict[str, torch.Tensor], labels: torch.Te
 @register_task
 class MaskedLM(Task):
     name = "masked_lm"
+    classifies = False  # a language model: no class predictions for validators to score
     Options = MaskedLMOptions
     error = TextTaskError
 

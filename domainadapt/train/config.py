@@ -56,6 +56,11 @@ class TrainConfig:
     regularizers: dict[str, dict[str, Any]] = _field(doc='penalties added to any method, e.g. {"ewc": {"lam": 100}} '
                                                      "(`domainadapt regularizers`)", factory=dict)
     extra_eval: list[str] = _field(doc="more domains evaluated on their test split", factory=list)
+    validators: dict[str, dict[str, Any]] = _field(doc="label-free selection scores computed at every evaluation, "
+                                                   'each keeping its best checkpoint, e.g. {"snd": {}, "source_val": {}} '
+                                                   "(`domainadapt validators`)", factory=dict)
+    source_val_fraction: float = _field(0.2, "share of source training rows held out for the validators that read "
+                                        "source data (source_val, dev, mmd); none is held out without one")
     freeze: list[str] = _field(doc="fnmatch patterns of model parameter names kept fixed", factory=list)
     # transfer strategies (domainadapt.strategies; ULMFiT sec. 3.2): per-parameter learning rates, gradual unfreezing
     lr_mults: dict[str, float] = _field(doc="fnmatch pattern of a parameter name -> lr multiplier", factory=dict)
@@ -144,6 +149,8 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.batch_size % self.grad_accum:
             raise ConfigError(f"batch_size {self.batch_size} is not divisible by grad_accum {self.grad_accum}")
+        if not 0.0 < self.source_val_fraction < 1.0:
+            raise ConfigError(f"source_val_fraction must be in (0, 1), got {self.source_val_fraction}")
         if not self.lr > 0:
             raise ConfigError(f"lr must be > 0, got {self.lr}")
         if self.amp not in AMP_MODES:

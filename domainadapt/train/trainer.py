@@ -35,6 +35,7 @@ from .log_window import LogWindow
 from .logging import MetricsLogger
 from .param_groups import build_optimizer, build_param_groups, group_log_names, logged_learning_rates
 from .schedules import lr_factor
+from .selection import CheckpointSelector, SelectionData, build_validators
 from .step import StepModule, set_train_mode
 from .trainer_state import TrainerCheckpoints
 from .updates import Batch, Update, plan_updates
@@ -63,6 +64,7 @@ class Trainer(TrainerCheckpoints):
         regularizers: nn.ModuleDict | None = None,
         measure: Callable[[], Measure] = ClassifierMetrics,
         model_info: dict[str, int] | None = None,
+        selection: SelectionData | None = None,
     ) -> None:
         self.config = config.validate()
         self.measure = measure  # the task's measure of an eval set (classifier metrics, or masked-LM loss)
@@ -134,6 +136,14 @@ class Trainer(TrainerCheckpoints):
         # training health (train/health.py): reads the flushed losses and the target predictions, never a label
         self.health: HealthMonitor | None = None
         self._checkpoint_step: int | None = None
+        # label-free checkpoint selection (train/selection.py): the configured validators at every evaluation
+        self.selector: CheckpointSelector | None = None
+        if config.validators:
+            if selection is None:
+                selection = SelectionData(target=None if target_train is None else UnlabelledInputs(target_train))
+            self.selector = CheckpointSelector(
+                build_validators(config.validators), selection, run_dir=self.run_dir, device=self.device,
+                batch_size=config.eval_batch_size, autocast_dtype=self.autocast_dtype)
         if config.on_unhealthy != "off":
             num_classes = getattr(getattr(method, "context", None), "num_classes", 0)  # 0: no chance-level checks
             self.health = HealthMonitor(num_classes, parse_health_options(config.health_kwargs),
@@ -292,6 +302,12 @@ class Trainer(TrainerCheckpoints):
             metrics.update({f"{name}/{k}": v for k, v in result.items()})
         return metrics
 
+    def validate(self) -> dict[str, float]:
+        """The validators' scores now (validator/<name>); each new best writes checkpoints/best-<name>.pt."""
+        if self.selector is None:
+            return {}
+        return self.selector.evaluate(self.model, self.step, self.dist.is_main, self.model_state)
+
     def _due(self, every: int) -> bool:
         return every > 0 and self.step % every == 0
 
@@ -327,6 +343,7 @@ class Trainer(TrainerCheckpoints):
                         raise FloatingPointError(f"non-finite training loss at step {self.step}: {self.last_train_losses}")
                 if self._due(config.eval_every) and self.step < config.steps:
                     record.update(self.evaluate_all())
+                    record.update(self.validate())
                 if record and self.logger is not None:
                     self.logger.log({"step": self.step, **record})
                 if flushed:
@@ -347,7 +364,7 @@ class Trainer(TrainerCheckpoints):
             if bar is not None:
                 bar.close()
         self.train_seconds += time.perf_counter() - t0
-        final = {**self.evaluate_all(), **self.online_metrics()}
+        final = {**self.evaluate_all(), **self.validate(), **self.online_metrics()}
         bad = sorted(k for k, v in final.items() if not math.isfinite(v))
         if bad:
             raise FloatingPointError(f"non-finite final metrics {bad} at step {self.step}; no result is written")

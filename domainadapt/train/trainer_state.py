@@ -34,6 +34,18 @@ class TrainerCheckpoints:
             "model_info": self.model_info,
             "health": None if self.health is None else self.health.state_dict(),
             "online_counts": self.online_counts.cpu(),
+            "selection": None if self.selector is None else self.selector.state_dict(),
+        }
+
+    def model_state(self) -> dict[str, Any]:
+        """A checkpoint of the model alone (what `init_from`, predict and export read), at this step."""
+        return {
+            "config_hash": self.config_hash,
+            "config": self.config.to_dict(),
+            "step": self.step,
+            "world_size": self.dist.world_size,
+            "modules": {k: v for k, v in self.step_module.state_dict().items() if k.startswith("model.")},
+            "model_info": self.model_info,
         }
 
     def check_finite(self) -> None:
@@ -83,6 +95,8 @@ class TrainerCheckpoints:
             self.health.load_state_dict(state["health"], self.device)
         if "online_counts" in state:
             self.online_counts = state["online_counts"].to(self.device)
+        if self.selector is not None and state.get("selection") is not None:
+            self.selector.load_state_dict(state["selection"])
 
     def resume_if_possible(self) -> bool:
         """Resume from checkpoints/last.pt, or from prev.pt when last.pt is missing or damaged (with a warning)."""
