@@ -48,8 +48,10 @@ def main(argv: list[str] | None = None) -> int:
         part = long[(long["pair"] == pair) & (long["validator"] == validator)]
         rho = weighted_spearman(part["score"], part["target_acc"]) if len(part) > 1 else float("nan")
         ax.set_title(f"{pair}\n{validator}: weighted ρ {rho:.2f}", fontsize=8)
-    grid.set_axis_labels("validator score (higher: preferred)", "target test accuracy")
+    grid.set_axis_labels("score", "target test accuracy")
     grid.add_legend()
+    grid.figure.suptitle("validator score (higher: preferred by the validator) vs target test accuracy, per checkpoint",
+                         y=1.02)
     save(grid.figure, args.out, "validators")
     return 0
 
