@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import math
 import typing
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -91,7 +90,3 @@ def entropy_rows(p: torch.Tensor) -> torch.Tensor:
 
 def as_float64(x: torch.Tensor) -> torch.Tensor:
     return x.detach().to("cpu", torch.float64)
-
-
-def finite_or_nan(value: float) -> float:
-    return value if math.isfinite(value) else float("nan")
