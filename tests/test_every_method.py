@@ -25,7 +25,8 @@ from killing import run_killed_after
 from toy import write_toy_pair
 
 # methods whose step is not an image classifier's: they need another task, tested with it
-NEEDS_OTHER_TASK = {"masked_lm": "trains task='masked_lm' on text batches (tests/test_text_mlm.py)"}
+NEEDS_OTHER_TASK = {"masked_lm": "trains task='masked_lm' on text batches (tests/test_text_mlm.py)",
+                    "causal_lm": "trains task='causal_lm' on token blocks (tests/test_causal_lm.py)"}
 METHODS = available_methods()
 
 

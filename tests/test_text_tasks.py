@@ -9,7 +9,7 @@ import torch
 from domainadapt.runs import check_inputs, run
 from domainadapt.train import TrainConfig
 
-from text_fixtures import tiny_bert, tiny_texts, tiny_tokenizer, write_dictd
+from text_fixtures import tiny_bert, tiny_texts, tiny_tokenizer, write_dictd, write_wordnet
 
 SUBJECT_WORDS = {
     "networking": ("network", "sends", "packets", "over", "protocol", "router", "socket"),
@@ -36,6 +36,7 @@ def text_world(tmp_path_factory):
     write_dictd(root / "dictd", "gcide", general)
     jargon = [([f"j{k}"], f"j{k}\n\n   {t}\n") for k, t in enumerate(tiny_texts(30, seed=11))]
     write_dictd(root / "dictd", "jargon", jargon)
+    write_wordnet(root / "wordnet", {"noun": [([f"n{k}"], t) for k, t in enumerate(tiny_texts(150, seed=13))]})
     corpus = [t for _, body in _entries() for t in [body]] + tiny_texts(100, seed=3)
     tokenizer = tiny_tokenizer(corpus, vocab_size=150)
     model = tiny_bert(len(tokenizer))
@@ -48,6 +49,7 @@ def text_world(tmp_path_factory):
 @pytest.fixture()
 def world(text_world, monkeypatch):
     monkeypatch.setenv("DOMAINADAPT_DICTD_DIR", str(text_world / "dictd"))
+    monkeypatch.setenv("DOMAINADAPT_WORDNET_DIR", str(text_world / "wordnet"))
     from domainadapt.text import sources
 
     sources.clear_caches()
@@ -192,7 +194,8 @@ def _dapt_script(args: list[str], dictd_dir, tmp_path):
     from pathlib import Path
 
     repo = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "DOMAINADAPT_DICTD_DIR": str(dictd_dir), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "DOMAINADAPT_DICTD_DIR": str(dictd_dir), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
+           "DOMAINADAPT_WORDNET_DIR": str(Path(dictd_dir).parent / "wordnet")}
     return subprocess.run([sys.executable, str(repo / "experiments" / "dapt.py"), *args], env=env, capture_output=True,
                           text=True, timeout=600)
 
@@ -201,29 +204,38 @@ def test_dapt_script_writes_its_tables(world, tmp_path):
     import pandas as pd
 
     out = tmp_path / "dapt"
-    done = _dapt_script(["--quick", "--backbone", str(world / "bert"), "--rows", "DAPT", "¬DAPT", "--seeds", "0", "1",
-                         "--pre-steps", "2", "--ft-steps", "2", "--head-warmup", "2", "--pre-batch", "4", "--classes", "3", "--train-per-class", "4",
-                         "--test-per-class", "4", "--out", str(out)], world / "dictd", tmp_path)
+    done = _dapt_script(["--quick", "--backbone", str(world / "bert"), "--seeds", "0", "1",
+                         "--pre-steps", "2", "--ft-steps", "2", "--head-warmup", "2", "--pre-batch", "4", "--classes", "3",
+                         "--train-per-class", "4", "--test-per-class", "4", "--out", str(out)], world / "dictd", tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
+    rows = ["base", "DAPT", "TAPT", "DAPT+TAPT", "¬DAPT", "DAPT+EWC", "DAPT+L2-SP"]
     frame = pd.read_csv(out / "finetune.csv")
-    assert set(frame.row) == {"base", "DAPT", "¬DAPT"} and len(frame) == 6
+    assert set(frame.row) == set(rows) and len(frame) == 2 * len(rows)
     mlm = pd.read_csv(out / "mlm.csv", index_col=0)
-    assert list(mlm.index) == ["base", "DAPT", "¬DAPT"] and (mlm.domain_mlm > 0).all()
+    assert list(mlm.index) == rows and (mlm.domain_mlm > 0).all()
+    assert mlm.tokens_seen.iloc[1:].nunique() == 1  # compute-matched: every row trains the same tokens
     overlap = pd.read_csv(out / "vocab_overlap.csv", index_col=0)
     assert overlap.loc["FOLDOC", "FOLDOC"] == 100
     table = (out / "table.md").read_text()
-    assert "Δ vs base" in table and "probe macro-F1" in table and "paired bootstrap" in table
+    assert "Δ vs base" in table and "Δ vs ¬DAPT" in table and "probe macro-F1" in table and "paired bootstrap" in table
+    assert "DAPT+EWC: keeps" in table and "DAPT+L2-SP: keeps" in table and "trains on general:control" in table
     # the probe of every row (random tiny encoder, +2 pretraining steps) is far above chance (accuracy 1/3, macro-F1 1/6
-    # for a constant answer); measured 1.0 for all three rows. Not asserted here: that DAPT lowers the domain MLM loss.
+    # for a constant answer); measured 1.0 for all rows. Not asserted here: that DAPT lowers the domain MLM loss.
     # Two pretraining steps move it by ~0.1% (5.020 → 5.016), the size of the base row's own run-to-run variation;
     # test_dapt_lowers_the_held_out_domain_mlm_loss_and_reports_general_text checks it on 30 steps (a >10% drop).
     assert (mlm.probe_acc > 2 / 3).all() and (mlm.probe_macro_f1 > 2 / 3).all()
+    # DAPT+TAPT continues the DAPT run
+    import json
+
+    starts = sorted(str(json.loads(p.read_text())["config"]["init_from"]) for p in
+                    (out / "runs").glob("masked_lm__none__task-foldoc__*/result.json"))
+    assert len(starts) == 2 and "dictd-foldoc-dictd-jargon" in starts[0] and "general-all" in starts[1]  # warm-up
 
 
 def test_dapt_script_says_what_is_missing(tmp_path):
     done = _dapt_script(["--quick", "--out", str(tmp_path / "x")], tmp_path / "empty", tmp_path)
     assert done.returncode == 2 and "Traceback" not in done.stderr
-    for package in ("dict-foldoc", "dict-jargon", "dict-gcide"):
+    for package in ("dict-foldoc", "dict-jargon", "dict-gcide", "wordnet-base"):
         assert f"apt-get install {package}" in done.stderr
 
 

@@ -131,3 +131,26 @@ def write_dictd(folder, name: str = "tiny", entries=FOLDOC_LIKE, compress: bool 
     index = folder / f"{name}.index"
     index.write_text("\n".join(sorted(lines, key=str.lower) + list(index_lines or [])) + "\n", encoding="utf-8")
     return index
+
+
+# ------------------------------------------------------------------------------------------- WordNet on disk
+
+WORDNET_HEADER = "  1 This software and database is being provided to you, the LICENSEE, by\n  2 Princeton University\n"
+
+
+def wordnet_line(offset: str, words: list[str], gloss: str, pos: str = "n") -> str:
+    """One wndb(5WN) data line: offset, lex_filenum, ss_type, w_cnt (hex), words with lex_ids, no pointers, gloss."""
+    fields = " ".join(f"{w} 0" for w in words)
+    return f"{offset} 05 {pos} {len(words):02x} {fields} 000 | {gloss}  \n"
+
+
+def write_wordnet(folder, glosses: dict):
+    """data.noun / data.verb / data.adj / data.adv under `folder` from {pos: [(words, gloss), ...]}; returns it."""
+    from pathlib import Path
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for pos in ("noun", "verb", "adj", "adv"):
+        lines = [wordnet_line(f"{k:08d}", words, gloss, pos[0]) for k, (words, gloss) in enumerate(glosses.get(pos, []))]
+        (folder / f"data.{pos}").write_text(WORDNET_HEADER + "".join(lines), encoding="utf-8")
+    return folder

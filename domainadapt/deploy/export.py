@@ -133,24 +133,29 @@ def _export_safetensors(run: LoadedRun, folder: Path, inputs: tuple[torch.Tensor
             "rebuild": "domainadapt: build the run's model from config.json, then load_state_dict(load_file(...))"}
 
 
-def _export_masked_lm(run: LoadedRun, folder: Path) -> dict:
-    """A DAPT / TAPT run's masked LM as a Hugging Face model folder (AutoModelForMaskedLM + its tokenizer)."""
-    from transformers import AutoModelForMaskedLM, AutoTokenizer
+LANGUAGE_MODEL_KINDS = ("masked_lm", "causal_lm")
 
+
+def _export_language_model(run: LoadedRun, folder: Path) -> dict:
+    """A DAPT / TAPT run's language model as a Hugging Face model folder (AutoModelForMaskedLM or
+    AutoModelForCausalLM + its tokenizer), reloaded and compared on example inputs."""
+    from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
+
+    auto = AutoModelForMaskedLM if run.kind == "masked_lm" else AutoModelForCausalLM
     run.model.save_pretrained(str(folder))
     AutoTokenizer.from_pretrained(resolve_text_backbone(run.contract["tokenizer"])).save_pretrained(str(folder))
-    back = AutoModelForMaskedLM.from_pretrained(str(folder)).eval()
+    back = auto.from_pretrained(str(folder)).eval()
     ids, mask = example_inputs(run, CHECK_INPUTS)
     with torch.no_grad():
         ours = run.model(input_ids=ids, attention_mask=mask).logits
         theirs = back(input_ids=ids, attention_mask=mask).logits
     return {"file": "config.json + model.safetensors + tokenizer files", "checked_with":
-            "transformers.AutoModelForMaskedLM.from_pretrained", "max_abs_logit_diff": _max_diff(ours, theirs)}
+            f"transformers.{auto.__name__}.from_pretrained", "max_abs_logit_diff": _max_diff(ours, theirs)}
 
 
 def _export_hf(run: LoadedRun, folder: Path, inputs: tuple[torch.Tensor, ...], reference: torch.Tensor) -> dict:
-    if run.kind == "masked_lm":
-        return _export_masked_lm(run, folder)
+    if run.kind in LANGUAGE_MODEL_KINDS:
+        return _export_language_model(run, folder)
     if run.kind != "text":
         raise ExportError("--format hf is for text runs; export image runs as onnx, torchscript or safetensors")
     hf_model = getattr(run.model, "hf_model", None)
@@ -185,11 +190,12 @@ def export_run(run_dir: str | os.PathLike, fmt: str, out: str | os.PathLike, *, 
     if out.exists():
         raise ExportError(f"{out} already exists; choose a new folder (nothing was written)")
     run = load_run(run_dir)
-    if run.kind == "masked_lm" and fmt != "hf":
-        raise ExportError(f"a masked-LM run exports as --format hf (a Hugging Face model folder), not {fmt}")
+    if run.kind in LANGUAGE_MODEL_KINDS and fmt != "hf":
+        raise ExportError(f"a language-model run ({run.kind}) exports as --format hf (a Hugging Face model folder), "
+                          f"not {fmt}")
     inputs = example_inputs(run, check_inputs)
     with torch.no_grad():
-        reference = torch.zeros(()) if run.kind == "masked_lm" else _forward_module(run)(*inputs)
+        reference = torch.zeros(()) if run.kind in LANGUAGE_MODEL_KINDS else _forward_module(run)(*inputs)
     partial = out.with_name(out.name + ".partial")
     if partial.exists():
         shutil.rmtree(partial)

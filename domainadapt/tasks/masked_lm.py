@@ -126,8 +126,9 @@ def mlm_eval_loss(model: nn.Module, dataset, collator, batch_size: int = 32, see
     return evaluate_masked_lm(model, blocks, device=device, batch_size=batch_size)["mlm_loss"]
 
 
-def masked_lm_eval_sets(tokenizer: Any, options: MaskedLMOptions, target: str) -> dict[str, FixedMaskedBlocks]:
-    """The held-out sets every masked-LM run is scored on: the domain's and, with `general`, general text's."""
+def heldout_texts(options: MaskedLMOptions, target: str) -> dict[str, list[str]]:
+    """The held-out text every language-model run (masked or causal) is scored on: the domain's (the subject
+    task's test entries, or the target corpus's held-out documents) and, with `general`, general text's."""
     if options.subject_task is not None:
         domain = list(subject_task(options.subject_task).test["text"])
     else:
@@ -135,9 +136,27 @@ def masked_lm_eval_sets(tokenizer: Any, options: MaskedLMOptions, target: str) -
     sets = {"domain_heldout": domain}
     if options.general:
         sets["general_heldout"] = [t for t in corpus_texts(options.general) if is_heldout(t)]
+    return sets
+
+
+def training_texts(config: TrainConfig, options: MaskedLMOptions) -> list[str]:
+    """The target corpus's documents a language-model run trains on: never a held-out document, never a test
+    entry of the subject task (even under another headword)."""
+    subject = options.subject_task
+    exclude = subject_task(subject).test_headwords if subject is not None else frozenset()
+    texts = [t for t in corpus_texts(config.target, exclude=exclude, subject=subject, max_docs=options.max_docs,
+                                     seed=config.split_seed) if not is_heldout(t)]
+    if subject is not None:
+        test_texts = set(subject_task(subject).test["text"])
+        texts = [t for t in texts if t not in test_texts]
+    return texts
+
+
+def masked_lm_eval_sets(tokenizer: Any, options: MaskedLMOptions, target: str) -> dict[str, FixedMaskedBlocks]:
+    """`heldout_texts` as blocks masked once (seed 1234), so every masked-LM run scores the same tokens."""
     return {name: FixedMaskedBlocks(token_blocks(texts, tokenizer, options.block_size)[: options.heldout_blocks],
                                     mlm_collator(tokenizer, seed=1234))
-            for name, texts in sets.items()}
+            for name, texts in heldout_texts(options, target).items()}
 
 
 def heldout_mlm_losses(backbone: str, task_kwargs: dict[str, Any], target: str, *,
@@ -179,13 +198,7 @@ class MaskedLM(Task):
         model, tokenizer = load_masked_lm(resolve_text_backbone(config.backbone))
         if init_state is not None:
             load_model_weights(model, init_state, config.init_from)
-        subject = options.subject_task
-        exclude = subject_task(subject).test_headwords if subject is not None else frozenset()
-        texts = [t for t in corpus_texts(config.target, exclude=exclude, subject=subject, max_docs=options.max_docs,
-                                         seed=config.split_seed) if not is_heldout(t)]
-        if subject is not None:  # no test entry of the task, even if a corpus holds its text under another headword
-            test_texts = set(subject_task(subject).test["text"])
-            texts = [t for t in texts if t not in test_texts]
+        texts = training_texts(config, options)
         rows = token_blocks(texts, tokenizer, options.block_size, whole_word_mask=options.whole_word_mask)
         train = MaskedBlocks(rows, mlm_collator(tokenizer, whole_word_mask=options.whole_word_mask))
         eval_sets = masked_lm_eval_sets(tokenizer, options, config.target)

@@ -121,9 +121,6 @@ class TextClassification(Task):
         except ValueError as err:  # an encoder family with no masked-LM class: the bare encoder
             if "Unrecognized configuration class" not in str(err):
                 raise
-            if init_state is not None and not any(k.startswith("model.encoder.") for k in init_state["modules"]):
-                raise TextTaskError(f"init_from: '{source}' has no masked-LM form, so a masked-LM run cannot "
-                                    "start it") from None
             return self._bare_encoder(source, init_state)
         if init_state is not None:
             keys = init_state["modules"]
@@ -143,9 +140,15 @@ class TextClassification(Task):
             encoder, tokenizer = AutoModel.from_pretrained(source, **kwargs), AutoTokenizer.from_pretrained(source, **kwargs)
         except (OSError, ValueError) as err:
             raise TextModelError(f"cannot load the text backbone '{source}': {one_line(err)}") from None
-        if init_state is not None:
-            encoder.load_state_dict({k[len("model.encoder."):]: v for k, v in init_state["modules"].items()
-                                     if k.startswith("model.encoder.")})
+        if init_state is not None:  # a classifier run's encoder, or a causal-LM run's body (GPT-2: "transformer")
+            modules = init_state["modules"]
+            prefix = ("model.encoder." if any(k.startswith("model.encoder.") for k in modules)
+                      else f"model.{encoder.base_model_prefix}.")
+            state = {k[len(prefix):]: v for k, v in modules.items() if k.startswith(prefix)}
+            if not state:
+                raise TextTaskError(f"init_from: the run holds no weights of '{source}''s encoder (looked for "
+                                    f"{prefix}*): it was trained from another backbone")
+            encoder.load_state_dict(state)
         return encoder, tokenizer
 
     @staticmethod

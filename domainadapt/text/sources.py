@@ -1,14 +1,14 @@
 """Where text tasks get their text: corpus specs, the held-out policy, the FOLDOC subject task, labelled rows.
 
 A corpus spec is parts joined by "+": dictd:NAME (a dictd dictionary: foldoc, jargon, gcide), task:foldoc (the
-subject task's own train + unlabeled text: TAPT), file:PATH, hub:NAME, and the labelled-source forms csv:PATH,
+subject task's own train + unlabeled text: TAPT), wordnet:glosses (WordNet 3.0, `wordnet`), general:base /
+general:control / general:all (GCIDE + WordNet without FOLDOC or Jargon text, split by hash: `general`), file:PATH, hub:NAME, and the labelled-source forms csv:PATH,
 jsonl:PATH, parquet:PATH, hf:NAME_OR_FOLDER (their "text" column; `corpora.load_text`, `labelled`). Held-out text is
 fixed per document (a hash of its text), so every run of an experiment measures the same text.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from functools import lru_cache
@@ -18,10 +18,15 @@ import torch
 
 from .corpora import exclude_headwords, foldoc_subject_task, load_text, tokenize_corpus
 from .dictd import dictd_path, read_dictd
+from .general import DOMAIN_DICTIONARIES, GENERAL_DICTIONARY, general_corpus
+from .general import SPECS as GENERAL_SPECS
+from .general import clear_cache as clear_general_cache
 from .labelled import LabelledTextOptions, check_labelled_source, is_labelled_spec
 from .mlm import block_rows
+from .wordnet import read_glosses, wordnet_dir
+from .parts import HELDOUT_EVERY, is_heldout  # noqa: F401 (re-exported: where tasks look for them)
 
-HELDOUT_EVERY = 20  # one document in 20 (by a hash of its text) is held out of every training corpus
+WORDNET_SPEC = "wordnet:glosses"
 
 
 class TextTaskError(ValueError):
@@ -58,11 +63,6 @@ class TokenizedLabelled:
         return {"input_ids": ids, "attention_mask": mask}, self.labels[index]
 
 
-def is_heldout(text: str) -> bool:
-    """A fixed 1-in-HELDOUT_EVERY choice of documents, the same in every run and corpus."""
-    return hashlib.md5(text.encode("utf-8")).digest()[0] % HELDOUT_EVERY == 0
-
-
 @lru_cache(maxsize=8)
 def _dictd_entries(name: str) -> tuple:
     return tuple(read_dictd(name))
@@ -85,6 +85,7 @@ def clear_caches() -> None:
     """Forget cached dictionaries and subject tasks (after DOMAINADAPT_DICTD_DIR changes)."""
     _dictd_entries.cache_clear()
     _subject_task.cache_clear()
+    clear_general_cache()
 
 
 def corpus_texts(spec: str, *, exclude: frozenset[str] = frozenset(), subject: SubjectTaskOptions | dict | None = None,
@@ -99,6 +100,10 @@ def corpus_texts(spec: str, *, exclude: frozenset[str] = frozenset(), subject: S
             texts += list(subject_task(subject).tapt_corpus()["text"])
         elif part.startswith("dictd:"):
             texts += [e.body for e in exclude_headwords(_dictd_entries(part[len("dictd:"):]), exclude) if e.body.strip()]
+        elif part == WORDNET_SPEC:
+            texts += read_glosses()
+        elif part.startswith("general:"):
+            texts += general_corpus().texts(part[len("general:"):])
         else:
             texts += list(load_text(part)["text"])
     if max_docs is not None and len(texts) > max_docs:
@@ -115,10 +120,19 @@ def check_corpus_spec(spec: str, where: str) -> None:
             dictd_path("foldoc")
         elif kind == "dictd" and rest:
             dictd_path(rest)
+        elif part == WORDNET_SPEC:
+            wordnet_dir()
+        elif kind == "general":
+            if rest not in GENERAL_SPECS:
+                raise TextTaskError(f"{where}: unknown corpus '{part}'; use " + ", ".join(f"general:{p}" for p in GENERAL_SPECS))
+            for name in (GENERAL_DICTIONARY, *DOMAIN_DICTIONARIES):
+                dictd_path(name)
+            wordnet_dir()
         elif is_labelled_spec(part):  # csv: / jsonl: / parquet: / hf: as text_classification reads them
             check_labelled_source(part, LabelledTextOptions(), where)
         elif kind not in ("file", "hub") or not sep or not rest:
-            raise TextTaskError(f"{where}: unknown corpus '{part}'; use dictd:NAME, task:foldoc, file:PATH, hub:NAME, "
+            raise TextTaskError(f"{where}: unknown corpus '{part}'; use dictd:NAME, task:foldoc, wordnet:glosses, "
+                                "general:base|control|all, file:PATH, hub:NAME, "
                                 "csv:PATH, jsonl:PATH, parquet:PATH or hf:NAME_OR_FOLDER, joined by '+'")
 
 
