@@ -17,7 +17,7 @@ of dicts): tensors, (inputs, labels, ...) tuples, or dicts of model keyword argu
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 import torch
@@ -94,6 +94,21 @@ class Measure(Protocol):
     def accumulate(self, out: Any, y: Any, index: Tensor | None) -> None: ...
 
     def compute(self, dist: DistContext, device: torch.device) -> Any: ...
+
+
+def features_and_logits(model: nn.Module, batches: Iterable[Any], *, device: torch.device,
+                        autocast_dtype: torch.dtype | None = None,
+                        out_device: torch.device | str | None = None) -> tuple[Tensor, Tensor]:
+    """`model.features_and_logits` of every input batch (moved to `device`, under autocast), as float32 and
+    concatenated in order; on `out_device` when given (the CPU, to keep a whole dataset's rows off the GPU). Call
+    it under the no_grad and train / eval mode the caller wants."""
+    feats, logits = [], []
+    for x in batches:
+        with autocast(device, autocast_dtype):
+            f, z = model.features_and_logits(to_device(x, device))
+        feats.append(f.float() if out_device is None else f.float().to(out_device))
+        logits.append(z.float() if out_device is None else z.float().to(out_device))
+    return torch.cat(feats), torch.cat(logits)
 
 
 def is_dataset(data: Any) -> bool:

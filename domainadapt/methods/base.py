@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ..data.unlabelled import UnlabelledInputs
-from ..inference import autocast, batch_length, to_device
+from ..inference import batch_length, features_and_logits, to_device
 
 
 @dataclass
@@ -76,13 +76,8 @@ class TargetPass:
     def features_and_logits(self, model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
         """The model's features and logits (float32) for every target training row, in index order (call it under
         the eval mode the method wants; the trainer runs `refresh` under no_grad)."""
-        feats, logits = [], []
-        for _, x in self.batches():
-            with autocast(self.device, self.autocast_dtype):
-                f, z = model.features_and_logits(x)
-            feats.append(f.float())
-            logits.append(z.float())
-        return torch.cat(feats), torch.cat(logits)
+        return features_and_logits(model, (x for _, x in self.batches()), device=self.device,
+                                   autocast_dtype=self.autocast_dtype)
 
 
 class Method(nn.Module):

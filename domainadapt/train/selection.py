@@ -26,7 +26,7 @@ from torch.utils.data import Dataset
 
 from ..data.streams import fetch_batch
 from ..data.unlabelled import UnlabelledInputs
-from ..inference import autocast, eval_mode, to_device
+from ..inference import eval_mode, features_and_logits
 from ..validators import ValidationInputs, Validator, build_validator
 from .checkpoint import save_checkpoint
 
@@ -94,14 +94,9 @@ class CheckpointSelector:
         return self.run_dir / "checkpoints" / f"best-{name}.pt"
 
     def _forward(self, model: nn.Module, batches: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        feats, logits = [], []
         with torch.no_grad(), eval_mode(model):
-            for x in batches:
-                with autocast(self.device, self.autocast_dtype):
-                    f, z = model.features_and_logits(to_device(x, self.device))
-                feats.append(f.float().cpu())
-                logits.append(z.float().cpu())
-        return torch.cat(feats), torch.cat(logits)
+            return features_and_logits(model, batches, device=self.device, autocast_dtype=self.autocast_dtype,
+                                       out_device="cpu")
 
     def _unlabelled(self, model: nn.Module, rows: UnlabelledInputs, limit: int | None = None):
         n = len(rows) if limit is None else min(limit, len(rows))
