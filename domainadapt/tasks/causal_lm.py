@@ -10,7 +10,6 @@ by the mean next-token loss over their tokens and its perplexity; `general` is a
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +27,7 @@ from ..train.checkpoint import load_model_weights
 from ..train.config import TrainConfig
 from . import register_task
 from .base import Task, TaskSetup
-from .masked_lm import check_text_method, heldout_texts, training_texts
+from .masked_lm import TokenMeanLoss, check_text_method, heldout_texts, training_texts
 
 
 @dataclass(frozen=True)
@@ -40,27 +39,16 @@ class CausalLMOptions:
     heldout_blocks: int = 256  # blocks per held-out set
 
 
-class CausalLMLoss:
-    """Held-out next-token loss (the mean over predicted tokens, not over batches) and its perplexity; sums
-    all-reduced over ranks."""
+class CausalLMLoss(TokenMeanLoss):
+    """Held-out next-token loss over the predicted tokens, and its perplexity."""
 
-    def __init__(self) -> None:
-        self.totals: torch.Tensor | None = None  # loss sum, predicted tokens
+    metric = "lm_loss"
 
     def forward(self, model: nn.Module, x: dict[str, torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
         return causal_lm_loss(model, x["input_ids"], x["attention_mask"], reduction="sum")
 
-    def accumulate(self, loss: torch.Tensor, labels: torch.Tensor, index: torch.Tensor | None) -> None:
-        if self.totals is None:
-            self.totals = torch.zeros(2, dtype=torch.float64, device=loss.device)
-        self.totals[0] += loss.double()
-        self.totals[1] += predicted_tokens(labels)
-
-    def compute(self, dist: Any, device: torch.device) -> dict[str, float]:
-        totals = self.totals if self.totals is not None else torch.zeros(2, dtype=torch.float64, device=device)
-        dist.all_reduce_sum(totals)
-        mean = float(totals[0] / totals[1])
-        return {"lm_loss": mean, "perplexity": math.exp(min(mean, 50.0))}
+    def tokens(self, labels: torch.Tensor) -> torch.Tensor:
+        return predicted_tokens(labels)
 
 
 def heldout_causal_lm_losses(backbone: str, task_kwargs: dict[str, Any], target: str, *,

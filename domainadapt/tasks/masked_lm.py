@@ -74,27 +74,42 @@ def check_text_method(config: TrainConfig, method: str) -> None:
         raise TextTaskError(f"task '{config.task}' trains with method '{method}', not '{config.method}'")
 
 
-class MaskedLMLoss:
-    """Held-out masked-LM loss (the mean cross-entropy over masked tokens, not over batches) and its perplexity:
-    the measure of `run_loop` for masked-LM eval sets; sums all-reduced over ranks."""
+class TokenMeanLoss:
+    """A language model's held-out loss: the mean cross-entropy over the tokens it scores (not over batches) and its
+    perplexity, the measure of `run_loop` for LM eval sets; sums all-reduced over ranks. Subclasses give `forward`
+    (the summed loss of a batch), `tokens` (how many tokens it summed over) and the metric's name."""
+
+    metric = "lm_loss"
 
     def __init__(self) -> None:
-        self.totals: torch.Tensor | None = None  # loss sum, masked tokens
+        self.totals: torch.Tensor | None = None  # loss sum, scored tokens
 
-    def forward(self, model: nn.Module, x: dict[str, torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
-        return masked_lm_loss(model, x["input_ids"], x["attention_mask"], labels, reduction="sum")
+    def tokens(self, labels: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
 
     def accumulate(self, loss: torch.Tensor, labels: torch.Tensor, index: torch.Tensor | None) -> None:
         if self.totals is None:
             self.totals = torch.zeros(2, dtype=torch.float64, device=loss.device)
         self.totals[0] += loss.double()
-        self.totals[1] += (labels != IGNORE_INDEX).sum()
+        self.totals[1] += self.tokens(labels)
 
     def compute(self, dist: Any, device: torch.device) -> dict[str, float]:
         totals = self.totals if self.totals is not None else torch.zeros(2, dtype=torch.float64, device=device)
         dist.all_reduce_sum(totals)
         mean = float(totals[0] / totals[1])
-        return {"mlm_loss": mean, "perplexity": math.exp(min(mean, 50.0))}
+        return {self.metric: mean, "perplexity": math.exp(min(mean, 50.0))}
+
+
+class MaskedLMLoss(TokenMeanLoss):
+    """Held-out masked-LM loss over the masked tokens, and its perplexity."""
+
+    metric = "mlm_loss"
+
+    def forward(self, model: nn.Module, x: dict[str, torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
+        return masked_lm_loss(model, x["input_ids"], x["attention_mask"], labels, reduction="sum")
+
+    def tokens(self, labels: torch.Tensor) -> torch.Tensor:
+        return (labels != IGNORE_INDEX).sum()
 
 
 def evaluate_masked_lm(model: nn.Module, dataset: FixedMaskedBlocks, *, device: torch.device, batch_size: int = 64,
