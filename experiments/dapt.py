@@ -32,6 +32,7 @@ finetune.csv, mlm.csv and vocab_overlap.csv (for paper_figures/vocab_overlap.py)
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -47,7 +48,7 @@ from domainadapt.runs import check_inputs, run_many, run_name  # noqa: E402
 from domainadapt.train import TrainConfig  # noqa: E402
 
 PRESETS = {  # pretraining steps, fine-tuning steps, block size = fine-tuning max length, batch sizes
-    "quick": dict(head_warmup=150, pre_steps=100, ft_steps=40, block_size=64, pre_batch=16, ft_batch=16),
+    "quick": dict(head_warmup=150, pre_steps=300, ft_steps=40, block_size=64, pre_batch=16, ft_batch=16),
     "standard": dict(head_warmup=1000, pre_steps=1000, ft_steps=150, block_size=128, pre_batch=32, ft_batch=16),
 }
 HEAD_LR_MULT = 10.0  # fresh heads (MiniLM's masked-LM transform, the classifier) learn at 10× the encoder's lr
@@ -120,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     parser.add_argument("--lm", choices=sorted(LM_TASKS), default="masked", help="the kind of language model")
     parser.add_argument("--pre-steps", type=int, help="pretraining steps (default: the preset's)")
-    parser.add_argument("--pre-lr", type=float, default=1e-4, help="continued-pretraining learning rate")
+    parser.add_argument("--pre-lr", type=float, help="continued-pretraining peak learning rate (default: 1e-4 for "
+                        "minilm, trained at scale; 5e-4 for a base of pretrain_base.py, half its own peak of 1e-3)")
     parser.add_argument("--ft-steps", type=int, help="fine-tuning steps (default: the preset's)")
     parser.add_argument("--head-warmup", type=int, help="steps of masked-LM training of the head alone (encoder frozen) "
                         "on the general corpus before every row, for a checkpoint without an MLM head (default: the "
@@ -146,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO / "results" / "dapt")
     args = parser.parse_args(argv)
     args.backbone = args.backbone or default_backbone(args.lm)
+    args.pre_lr = args.pre_lr or (1e-4 if args.backbone == "minilm" else 5e-4)
     preset = dict(PRESETS["quick" if args.quick else "standard"])
     preset["pre_steps"] = args.pre_steps or preset["pre_steps"]
     preset["ft_steps"] = args.ft_steps or preset["ft_steps"]
@@ -195,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
                                        lr_mults={"head.*": HEAD_LR_MULT},
                                        warmup_steps=preset["ft_steps"] // 10, seed=s, init_from=init, **common)
     try:
-        for c in [*([warm] if warm is not None else []), *(c for c in pre.values() if c.init_from is None)]:
+        # every row's corpus and options, before the first run (a start that is not yet trained is not checked)
+        for c in [*([warm] if warm is not None else []), *(dataclasses.replace(c, init_from=None) for c in pre.values())]:
             check_inputs(c)
         check_inputs(ft[("base", args.seeds[0])])
     except ValueError as err:

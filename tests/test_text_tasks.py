@@ -43,6 +43,14 @@ def text_world(tmp_path_factory):
     model.config.max_position_embeddings = 64
     model.save_pretrained(root / "bert")
     tokenizer.save_pretrained(root / "bert")
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=2, n_head=2, n_positions=64,
+                                      bos_token_id=tokenizer.cls_token_id, eos_token_id=tokenizer.sep_token_id,
+                                      pad_token_id=tokenizer.pad_token_id))
+    gpt2.save_pretrained(root / "gpt2")
+    tokenizer.save_pretrained(root / "gpt2")
     return root
 
 
@@ -230,6 +238,24 @@ def test_dapt_script_writes_its_tables(world, tmp_path):
     starts = sorted(str(json.loads(p.read_text())["config"]["init_from"]) for p in
                     (out / "runs").glob("masked_lm__none__task-foldoc__*/result.json"))
     assert len(starts) == 2 and "dictd-foldoc-dictd-jargon" in starts[0] and "general-all" in starts[1]  # warm-up
+
+
+def test_dapt_script_runs_the_rows_on_a_causal_lm(world, tmp_path):
+    import pandas as pd
+
+    out = tmp_path / "dapt"
+    done = _dapt_script(["--quick", "--lm", "causal", "--backbone", str(world / "gpt2"), "--rows", "DAPT", "¬DAPT",
+                         "DAPT+EWC", "--seeds", "0", "--pre-steps", "2", "--ft-steps", "2", "--pre-batch", "4",
+                         "--classes", "3", "--train-per-class", "4", "--test-per-class", "4", "--out", str(out)],
+                        world / "dictd", tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    mlm = pd.read_csv(out / "mlm.csv", index_col=0)
+    assert list(mlm.index) == ["base", "DAPT", "¬DAPT", "DAPT+EWC"]
+    # a random 150-token model starts near ln 150 = 5.01 on both held-out sets
+    assert 4.0 < mlm.loc["base", "domain_mlm"] < 6.0 and 4.0 < mlm.loc["base", "general_mlm"] < 6.0
+    assert "next-token loss" in (out / "table.md").read_text()
+    assert len(list((out / "runs").glob("causal_lm__*"))) == 3
+    assert (mlm.probe_acc > 2 / 3).all()  # three subjects with disjoint words, the mean-pooled decoder states
 
 
 def test_dapt_script_says_what_is_missing(tmp_path):
