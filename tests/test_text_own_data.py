@@ -237,7 +237,7 @@ def test_dapt_takes_its_corpus_in_the_same_file_and_folder_forms(tiny_bert_dir, 
     card = export_run(tmp_path / "dapt", "hf", tmp_path / "dapt_hf")  # the adapted encoder, to publish or reuse
     assert card["check"]["max_abs_logit_diff"] <= 1e-4 and card["outputs"] == "token logits over the vocabulary"
     assert AutoModelForMaskedLM.from_pretrained(tmp_path / "dapt_hf").config.hidden_size == 32
-    with pytest.raises(ExportError, match="a masked-LM run exports as --format hf"):
+    with pytest.raises(ExportError, match=r"language-model run \(masked_lm\) exports as --format hf"):
         export_run(tmp_path / "dapt", "onnx", tmp_path / "dapt_onnx")
     _offline(monkeypatch)
     capsys.readouterr()
