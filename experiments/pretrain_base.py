@@ -135,8 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     t0 = time.perf_counter()
     args.out.mkdir(parents=True, exist_ok=True)
-    texts = None if (args.out / f"tokenizer-v{args.vocab}").is_dir() else base_training_texts()
-    tokenizer_dir = tokenizer_folder(args.out, args.vocab, texts)
+    tokenizer_dir = tokenizer_folder(args.out, args.vocab)
     backbone = init_folder(args.out, args.kind, args.size, tokenizer_dir, max_positions=max(512, args.block_size))
     config = pretrain_config(args, backbone)
     try:

@@ -22,21 +22,17 @@ from ..options import parse_options
 from ..regularizers.fisher import FisherData
 from ..text.clm import CausalBlocks, causal_lm_loss, load_causal_lm, predicted_tokens
 from ..text.mlm import check_pretrained
-from ..text.sources import SubjectTaskOptions, TextTaskError, check_corpus_spec, token_blocks
+from ..text.sources import TextTaskError, check_corpus_spec, token_blocks
 from ..train.checkpoint import load_model_weights
 from ..train.config import TrainConfig
 from . import register_task
 from .base import Task, TaskSetup
-from .masked_lm import TokenMeanLoss, check_text_method, heldout_texts, training_texts
+from .masked_lm import LanguageModelOptions, TokenMeanLoss, check_text_method, heldout_texts, training_texts
 
 
 @dataclass(frozen=True)
-class CausalLMOptions:
-    block_size: int = 128  # tokens per training block
-    general: str | None = None  # held-out general text (corpus spec): forgetting is measured on it; EWC's Fisher
-    subject_task: SubjectTaskOptions | None = None  # its test entries are never trained on: the domain held-out set
-    max_docs: int | None = None  # a seeded sample of the joined target corpus
-    heldout_blocks: int = 256  # blocks per held-out set
+class CausalLMOptions(LanguageModelOptions):
+    """`masked_lm.LanguageModelOptions`: a causal LM has no masking option."""
 
 
 class CausalLMLoss(TokenMeanLoss):

@@ -52,12 +52,18 @@ from .base import Task, TaskSetup
 
 
 @dataclass(frozen=True)
-class MaskedLMOptions:
+class LanguageModelOptions:
+    """What every language-model task (masked_lm, causal_lm) takes: its blocks, held-out sets and corpus sample."""
+
     block_size: int = 128  # tokens per training block
     general: str | None = None  # held-out general text (corpus spec): forgetting is measured on it; EWC's Fisher
     subject_task: SubjectTaskOptions | None = None  # its test entries are never trained on: the domain held-out set
     max_docs: int | None = None  # a seeded sample of the joined target corpus
     heldout_blocks: int = 256  # blocks per held-out set
+
+
+@dataclass(frozen=True)
+class MaskedLMOptions(LanguageModelOptions):
     whole_word_mask: bool = False  # mask whole words (the collator needs offsets)
 
 
@@ -141,7 +147,7 @@ def mlm_eval_loss(model: nn.Module, dataset, collator, batch_size: int = 32, see
     return evaluate_masked_lm(model, blocks, device=device, batch_size=batch_size)["mlm_loss"]
 
 
-def heldout_texts(options: MaskedLMOptions, target: str) -> dict[str, list[str]]:
+def heldout_texts(options: LanguageModelOptions, target: str) -> dict[str, list[str]]:
     """The held-out text every language-model run (masked or causal) is scored on: the domain's (the subject
     task's test entries, or the target corpus's held-out documents) and, with `general`, general text's."""
     if options.subject_task is not None:
@@ -154,7 +160,7 @@ def heldout_texts(options: MaskedLMOptions, target: str) -> dict[str, list[str]]
     return sets
 
 
-def training_texts(config: TrainConfig, options: MaskedLMOptions) -> list[str]:
+def training_texts(config: TrainConfig, options: LanguageModelOptions) -> list[str]:
     """The target corpus's documents a language-model run trains on: never a held-out document, never a test
     entry of the subject task (even under another headword)."""
     subject = options.subject_task
