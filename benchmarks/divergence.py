@@ -1,29 +1,52 @@
-"""Divergence benchmarks: each row is measured against its baseline in the same run.
+"""Divergence benchmarks: each row is measured against its baselines in the same run, on identical inputs.
 
-1. Fréchet distance at d = 2048: ours (float64, Cholesky + eigvalsh) vs the sqrtm formula
-   (``scipy.linalg.sqrtm(Σ1 Σ2)``, as pytorch-fid computes it); also checks the two agree.
-2. MMD permutation test, 1,000 permutations at n = 2,000 per set: ours (one pooled kernel matrix,
-   permutations as batched quadratic forms) vs recomputing MMD² (kernel included) per permutation.
-   The baseline is timed on a subset of the permutations and extrapolated linearly (it is a loop of
-   identical calls); its statistics are checked against ours on that subset.
+1. Fréchet distance at d = 2048 from statistics: ours (float64, Cholesky + eigvalsh, or the factor SVD when
+   the spectrum is ill-conditioned) vs the sqrtm formula (``scipy.linalg.sqrtm(Σ1 Σ2)``) and, when
+   installed, pytorch-fid, clean-fid, torch-fidelity and torchmetrics.
+2. Fréchet distance from features (n = 1,000 < d = 2,048): ours (nuclear norm, an n×n SVD) vs each peer's
+   own features → statistics → distance path.
+3. KID, n = 5,000 per set, d = 2,048, 100 subsets of 1,000: ours (float64 and float32; quadratic forms of the
+   whole sets' kernels) vs clean-fid, torch-fidelity and torchmetrics' ``poly_mmd`` loop, when installed.
+4. MMD permutation test, 1,000 permutations at n = 2,000 per set: ours (blockwise quadratic forms) vs
+   recomputing MMD² (kernel included) per permutation (timed on a subset, extrapolated linearly, checked).
+5. Scale (``--scale``): the permutation test at n = 10k, 20k, 50k per set, d = 64, 200 permutations, each in
+   a fresh process: wall time, the process's peak resident memory (getrusage), the N²·(B+1)/2 multiply-adds
+   the blockwise route must do and the rate it did them at, next to what the dense route would need.
 
-    python benchmarks/divergence.py [--quick] [--out results.json]
+    python benchmarks/divergence.py [--quick] [--scale] [--out results.json]
+
+Peers are optional (``pip install pytorch-fid clean-fid torch-fidelity torchmetrics``); a missing one is
+reported as missing, not fatal. Speed-ups are time(peer) / time(ours) measured in this run.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import platform
+import resource
+import subprocess
+import sys
 import time
-from typing import Any
+from typing import Any, Callable
 
+import numpy as np
 import torch
 
-from domainadapt.divergence import GaussianKernel, frechet_distance, mmd2, mmd_test, permutation_chunks
+from domainadapt.divergence import (
+    FeatureStats,
+    GaussianKernel,
+    frechet_distance,
+    frechet_distance_from_features,
+    kid,
+    mmd2,
+    mmd_test,
+    permutation_chunks,
+)
 
 
-def _timed(fn, repeats: int = 1) -> tuple[float, Any]:
+def _timed(fn: Callable[[], Any], repeats: int = 1) -> tuple[float, Any]:
     best, out = float("inf"), None
     for _ in range(repeats):
         t = time.perf_counter()
@@ -32,39 +55,145 @@ def _timed(fn, repeats: int = 1) -> tuple[float, Any]:
     return best, out
 
 
-def bench_frechet(d: int, seed: int = 0) -> dict[str, Any]:
-    import numpy as np
-    import scipy.linalg
+def _have(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
 
+
+def _features(n: int, d: int, seed: int, shift: float = 0.0) -> torch.Tensor:
+    """Non-negative, correlated features with a decaying spectrum (like pooled CNN activations), float32."""
     g = torch.Generator().manual_seed(seed)
-    n = 2 * d
-    a = torch.randn(n, d, generator=g, dtype=torch.float64)
-    b = torch.randn(n, d, generator=g, dtype=torch.float64) * 1.2 + 0.1
-    s1, s2 = a.T @ a / n, b.T @ b / n
-    mu1, mu2 = a.mean(0), b.mean(0)
+    basis = torch.randn(256, d, generator=torch.Generator().manual_seed(1234)) / 16
+    return torch.relu(torch.randn(n, 256, generator=g) @ basis + shift)
 
-    def ours() -> float:
-        return frechet_distance(mu1, s1, mu2, s2)
 
-    s1n, s2n, diff = s1.numpy(), s2.numpy(), (mu1 - mu2).numpy()
+def _row(name: str, ours: dict[str, tuple[float, float]], peers: dict[str, tuple[float, float] | str]) -> dict[str, Any]:
+    """ours/peers: label -> (seconds, value); a peer may be the string 'not installed'."""
+    fastest_ours = min(t for t, _ in ours.values())
+    ref_value = next(iter(ours.values()))[1]
+    out: dict[str, Any] = {"name": name, "ours": {}, "peers": {}}
+    for label, (t, v) in ours.items():
+        out["ours"][label] = {"s": t, "value": v}
+    for label, res in peers.items():
+        if isinstance(res, str):
+            out["peers"][label] = res
+            continue
+        t, v = res
+        out["peers"][label] = {"s": t, "value": v, "speedup_of_ours": t / fastest_ours,
+                               "rel_diff": abs(v - ref_value) / max(abs(ref_value), 1e-300)}
+    return out
 
-    def baseline() -> float:
-        covmean = np.real(scipy.linalg.sqrtm(s1n @ s2n))
-        return float(diff @ diff + np.trace(s1n) + np.trace(s2n) - 2 * np.trace(covmean))
 
-    ours()  # warm-up (library loading)
-    t_ours, v_ours = _timed(ours, repeats=3)
-    t_base, v_base = _timed(baseline, repeats=1)
-    return {
-        "name": f"Frechet distance d={d}",
-        "ours_s": t_ours,
-        "baseline_s": t_base,
-        "speedup": t_base / t_ours,
-        "baseline": "scipy.linalg.sqrtm(S1 S2) formula",
-        "ours_value": v_ours,
-        "baseline_value": v_base,
-        "rel_diff": abs(v_ours - v_base) / abs(v_base),
+def bench_frechet_stats(d: int) -> dict[str, Any]:
+    x64, y64 = _features(2 * d, d, 0).double(), _features(2 * d, d, 1, shift=0.02).double()
+    a, b = FeatureStats.from_features(x64), FeatureStats.from_features(y64)
+    mu1, s1, mu2, s2 = a.mean, a.covariance, b.mean, b.covariance
+    n_mu1, n_s1, n_mu2, n_s2 = (t.numpy() for t in (mu1, s1, mu2, s2))
+    frechet_distance(mu1, s1, mu2, s2)  # warm-up (library loading)
+    ours = {"domainadapt": _timed(lambda: frechet_distance(mu1, s1, mu2, s2), repeats=3)}
+    peers: dict[str, Any] = {}
+
+    def sqrtm_formula() -> float:
+        import scipy.linalg
+
+        covmean = np.real(scipy.linalg.sqrtm(n_s1 @ n_s2))
+        diff = n_mu1 - n_mu2
+        return float(diff @ diff + np.trace(n_s1) + np.trace(n_s2) - 2 * np.trace(covmean))
+
+    peers["scipy sqrtm formula"] = _timed(sqrtm_formula)
+    if _have("pytorch_fid"):
+        from pytorch_fid.fid_score import calculate_frechet_distance
+
+        peers["pytorch-fid 0.3"] = _timed(lambda: float(calculate_frechet_distance(n_mu1, n_s1, n_mu2, n_s2)))
+    else:
+        peers["pytorch-fid 0.3"] = "not installed"
+    if _have("cleanfid"):
+        from cleanfid.fid import frechet_distance as cleanfid_fd
+
+        peers["clean-fid"] = _timed(lambda: float(cleanfid_fd(n_mu1, n_s1, n_mu2, n_s2)))
+    else:
+        peers["clean-fid"] = "not installed"
+    if _have("torch_fidelity"):
+        from torch_fidelity.metric_fid import fid_statistics_to_metric
+
+        st1, st2 = {"mu": n_mu1, "sigma": n_s1}, {"mu": n_mu2, "sigma": n_s2}
+        peers["torch-fidelity"] = _timed(lambda: float(fid_statistics_to_metric(st1, st2, False)["frechet_inception_distance"]))
+    else:
+        peers["torch-fidelity"] = "not installed"
+    if _have("torchmetrics"):
+        from torchmetrics.image.fid import _compute_fid
+
+        peers["torchmetrics"] = _timed(lambda: float(_compute_fid(mu1, s1, mu2, s2)))
+    else:
+        peers["torchmetrics"] = "not installed"
+    return _row(f"FD from statistics, d={d}", ours, peers)
+
+
+def bench_frechet_features(n: int, d: int) -> dict[str, Any]:
+    x, y = _features(n, d, 2), _features(n, d, 3, shift=0.02)
+    frechet_distance_from_features(x[:50], y[:50])
+    ours = {"domainadapt": _timed(lambda: frechet_distance_from_features(x, y), repeats=2)}
+    xn, yn = x.double().numpy(), y.double().numpy()
+    peers: dict[str, Any] = {}
+    if _have("pytorch_fid"):
+        from pytorch_fid.fid_score import calculate_frechet_distance
+
+        def pytorch_fid() -> float:
+            return float(calculate_frechet_distance(xn.mean(0), np.cov(xn, rowvar=False), yn.mean(0), np.cov(yn, rowvar=False)))
+
+        peers["pytorch-fid 0.3"] = _timed(pytorch_fid)
+    else:
+        peers["pytorch-fid 0.3"] = "not installed"
+    if _have("torch_fidelity"):
+        from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
+
+        def fidelity() -> float:
+            st1, st2 = fid_features_to_statistics(x.double()), fid_features_to_statistics(y.double())
+            return float(fid_statistics_to_metric(st1, st2, False)["frechet_inception_distance"])
+
+        peers["torch-fidelity"] = _timed(fidelity)
+    else:
+        peers["torch-fidelity"] = "not installed"
+    return _row(f"FD from features, n={n} < d={d}", ours, peers)
+
+
+def bench_kid(n: int, d: int, n_subsets: int, size: int) -> dict[str, Any]:
+    x, y = _features(n, d, 4), _features(n, d, 5, shift=0.02)
+    kid(x[:60], y[:60], 3, 50)
+    ours = {
+        "domainadapt float64": _timed(lambda: kid(x, y, n_subsets, size).mean),
+        "domainadapt float32": _timed(lambda: kid(x, y, n_subsets, size, dtype=torch.float32).mean),
     }
+    xn, yn = x.numpy(), y.numpy()
+    peers: dict[str, Any] = {}
+    if _have("cleanfid"):
+        from cleanfid.fid import kernel_distance
+
+        np.random.seed(0)
+        peers["clean-fid"] = _timed(lambda: float(kernel_distance(xn, yn, n_subsets, size)))
+    else:
+        peers["clean-fid"] = "not installed"
+    if _have("torch_fidelity"):
+        from torch_fidelity.metric_kid import kid_features_to_metric
+
+        kw = {"kid_subsets": n_subsets, "kid_subset_size": size, "verbose": False, "rng_seed": 0}
+        peers["torch-fidelity"] = _timed(lambda: float(kid_features_to_metric(x, y, **kw)["kernel_inception_distance_mean"]))
+    else:
+        peers["torch-fidelity"] = "not installed"
+    if _have("torchmetrics"):
+        from torchmetrics.image.kid import poly_mmd
+
+        def torchmetrics_loop() -> float:
+            g = torch.Generator().manual_seed(0)
+            vals = [poly_mmd(x[torch.randperm(n, generator=g)[:size]], y[torch.randperm(n, generator=g)[:size]])
+                    for _ in range(n_subsets)]
+            return float(torch.stack(vals).mean())
+
+        peers["torchmetrics poly_mmd loop"] = _timed(torchmetrics_loop)
+    else:
+        peers["torchmetrics poly_mmd loop"] = "not installed"
+    row = _row(f"KID n={n}/set d={d} {n_subsets}x{size}", ours, peers)
+    row["note"] = "peers draw their own random subsets: values agree to the subset noise, not to rounding"
+    return row
 
 
 def bench_permutation(n: int, d: int, n_perm: int, n_baseline: int, seed: int = 0) -> dict[str, Any]:
@@ -73,6 +202,7 @@ def bench_permutation(n: int, d: int, n_perm: int, n_baseline: int, seed: int = 
     y = torch.randn(n, d, generator=g) + 0.05
     mmd_test(x[:50], y[:50], n_permutations=10)  # warm-up
     t_ours, res = _timed(lambda: mmd_test(x, y, n_permutations=n_perm, seed=seed))
+    t_dense, dense = _timed(lambda: mmd_test(x, y, n_permutations=n_perm, seed=seed, route="dense"))
     kernel = GaussianKernel(sigma=res.sigma[0])  # same bandwidth; the baseline does not even redo the median
     z = torch.cat([x, y])
     perms = torch.cat(list(permutation_chunks(2 * n, n_perm, seed)))[:n_baseline]
@@ -83,36 +213,113 @@ def bench_permutation(n: int, d: int, n_perm: int, n_baseline: int, seed: int = 
     t_sub, base_vals = _timed(baseline)
     agree = float((torch.tensor(base_vals, dtype=torch.float64) - res.null_statistics[:n_baseline]).abs().max())
     t_base = t_sub * n_perm / n_baseline
-    return {
-        "name": f"MMD permutation test n={n}/set d={d} B={n_perm}",
-        "ours_s": t_ours,
-        "baseline_s": t_base,
-        "speedup": t_base / t_ours,
-        "baseline": f"mmd2 recomputed per permutation (float32); {n_baseline} timed, x{n_perm / n_baseline:g} extrapolated",
-        "p_value": res.p_value,
-        "max_abs_diff_vs_baseline": agree,
-    }
+    recomputed_observed = float(mmd2(x.double(), y.double(), kernel=kernel))
+    peers = {f"mmd2 recomputed per permutation ({n_baseline} timed, x{n_perm / n_baseline:g})": (t_base, recomputed_observed),
+             "dense route (pooled matrix held)": (t_dense, dense.statistic)}
+    row = _row(f"MMD permutation test n={n}/set d={d} B={n_perm}", {"domainadapt blockwise": (t_ours, res.statistic)}, peers)
+    row["max_abs_diff_vs_recomputation"] = agree
+    row["p_value"] = res.p_value
+    row["same_p_as_dense"] = res.p_value == dense.p_value
+    return row
+
+
+def _peak_rss() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+
+
+def _proc_status_bytes(field: str) -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def _reset_peak() -> bool:
+    """Reset the kernel's resident high-water mark (Linux ≥ 4.0: write 5 to /proc/self/clear_refs), so the
+    peak measured next is the test's own, not the imports'."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def scale_worker(n: int, d: int, n_perm: int) -> dict[str, Any]:
+    """One scale row, run in its own process so its peak memory is its own."""
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(n, d, generator=g), torch.randn(n, d, generator=g) + 0.01
+    mmd_test(x[:100], y[:100], n_permutations=5)  # load every code path before the measurement
+    reset = _reset_peak()
+    before = _proc_status_bytes("VmRSS") or 0
+    t, res = _timed(lambda: mmd_test(x, y, n_permutations=n_perm, seed=0))
+    peak = _proc_status_bytes("VmHWM") if reset else _peak_rss()
+    N = 2 * n
+    work = N * N * (n_perm + 1) / 2
+    return {"n_per_set": n, "d": d, "B": n_perm, "s": t, "p_value": res.p_value, "statistic": res.statistic,
+            "peak_rss_gib": (peak or 0) / 2**30, "rss_before_gib": before / 2**30,
+            "peak_is_the_tests_own": reset,
+            "multiply_adds": work, "gmac_per_s": work / t / 1e9, "dense_matrix_gib": N * N * 8 / 2**30}
+
+
+def bench_scale(sizes: list[int], d: int, n_perm: int) -> list[dict[str, Any]]:
+    rows = []
+    for n in sizes:
+        out = subprocess.run([sys.executable, __file__, "--scale-worker", str(n), str(d), str(n_perm)],
+                             capture_output=True, text=True, check=True)
+        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        r = rows[-1]
+        print(f"  scale n={n}/set: {r['s']:.1f} s, peak RSS {r['peak_rss_gib']:.2f} GiB (RSS before the test "
+              f"{r['rss_before_gib']:.2f}) "
+              f"(dense matrix alone: {r['dense_matrix_gib']:.1f} GiB), {r['gmac_per_s']:.1f} GMAC/s", flush=True)
+    return rows
+
+
+def _print(rows: list[dict[str, Any]]) -> None:
+    for r in rows:
+        print(r["name"])
+        for label, o in r["ours"].items():
+            print(f"  {label:<44} {o['s']:>9.3f} s  value {o['value']:.10g}")
+        for label, o in r["peers"].items():
+            if isinstance(o, str):
+                print(f"  {label:<44} {o}")
+            else:
+                print(f"  {label:<44} {o['s']:>9.3f} s  value {o['value']:.10g}  ours x{o['speedup_of_ours']:.2f} faster"
+                      f"  rel diff {o['rel_diff']:.1e}")
 
 
 def main() -> None:
+    if len(sys.argv) == 5 and sys.argv[1] == "--scale-worker":
+        print(json.dumps(scale_worker(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))))
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes (d=512, n=500, B=200), for a smoke run")
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    parser.add_argument("--scale", action="store_true", help="also the n = 10k/20k/50k permutation-test rows")
+    parser.add_argument("--only-scale", action="store_true", help="only the scale rows")
     parser.add_argument("--out", help="also write the results as JSON to this path")
     args = parser.parse_args()
 
-    if args.quick:
-        rows = [bench_frechet(512), bench_permutation(500, 64, 200, 10)]
-    else:
-        rows = [bench_frechet(2048), bench_permutation(2000, 64, 1000, 20)]
-
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}")
-    print(f"{'benchmark':<48} {'ours (s)':>9} {'baseline (s)':>13} {'speed-up':>9}  baseline / check")
-    for r in rows:
-        check = f"rel diff {r['rel_diff']:.1e}" if "rel_diff" in r else f"max |diff| {r['max_abs_diff_vs_baseline']:.1e}"
-        print(f"{r['name']:<48} {r['ours_s']:>9.3f} {r['baseline_s']:>13.3f} {r['speedup']:>8.1f}x  {r['baseline']}; {check}")
+    rows: list[dict[str, Any]] = []
+    if not args.only_scale:
+        if args.quick:
+            rows = [bench_frechet_stats(256), bench_frechet_features(100, 256), bench_kid(600, 256, 10, 200),
+                    bench_permutation(500, 64, 200, 10)]
+        else:
+            rows = [bench_frechet_stats(2048), bench_frechet_features(1000, 2048), bench_kid(5000, 2048, 100, 1000),
+                    bench_permutation(2000, 64, 1000, 20)]
+        _print(rows)
+    scale = []
+    if args.scale or args.only_scale:
+        scale = bench_scale([2000, 5000] if args.quick else [10_000, 20_000, 50_000], 64, 200)
     if args.out:
         with open(args.out, "w") as f:
-            json.dump({"torch": torch.__version__, "threads": torch.get_num_threads(), "quick": args.quick, "rows": rows}, f, indent=2)
+            json.dump({"torch": torch.__version__, "threads": torch.get_num_threads(), "quick": args.quick,
+                       "rows": rows, "scale": scale}, f, indent=2)
         print(f"wrote {args.out}")
 
 

@@ -93,6 +93,34 @@ def test_fewer_rows_than_dimensions_is_finite_real_and_agrees_across_routes():
     assert frechet_distance_from_features(x, y) == fd_svd  # auto picks the SVD route for n1·n2 ≤ d²
     with pytest.raises(ValueError, match="positive definite"):
         frechet_distance(a.mean, a.covariance, b.mean, b.covariance, method="cholesky")
+    for method in ("svd", "eigh"):
+        assert frechet_distance(a.mean, a.covariance, b.mean, b.covariance, method=method) == pytest.approx(
+            fd_svd, rel=1e-12
+        )
+
+
+def decaying_features(n: int, d: int, decay: float, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Features whose covariance spectrum falls as k^-decay (as real network features do), in a random basis."""
+    q, _ = torch.linalg.qr(torch.randn(d, d, generator=g, dtype=F64))
+    s = torch.arange(1, d + 1, dtype=F64) ** (-decay / 2)
+    x = (torch.randn(n, d, generator=g, dtype=F64) * s) @ q.T
+    y = (torch.randn(n, d, generator=g, dtype=F64) * s * 1.1) @ q.T + 0.01
+    return x, y
+
+
+@pytest.mark.parametrize("n", [100, 400])  # n < d: singular covariances; n > d: positive definite, ill-conditioned
+def test_every_route_within_1e12_on_an_ill_conditioned_spectrum(n):
+    g = torch.Generator().manual_seed(5)
+    x, y = decaying_features(n, 256, 3.0, g)
+    a, b = FeatureStats.from_features(x), FeatureStats.from_features(y)
+    ref = frechet_distance_from_features(x, y, method="svd")
+    for method in ("auto", "svd", "eigh"):
+        assert frechet_distance(a.mean, a.covariance, b.mean, b.covariance, method=method) == pytest.approx(
+            ref, rel=1e-12
+        ), method
+    if n > 256:  # the plain eigenvalue route squares the condition number: what "auto" guards against
+        chol = frechet_distance(a.mean, a.covariance, b.mean, b.covariance, method="cholesky")
+        assert abs(chol - ref) / ref > 1e-9
 
 
 def test_from_features_routes_agree_when_n_exceeds_d():

@@ -99,14 +99,26 @@ def test_proxy_a_distance_bad_inputs():
         proxy_a_distance(torch.randn(3, 3), torch.randn(3, 3))
 
 
-def test_kid_precomputed_kernels_equal_per_subset_kernels(monkeypatch):
-    import importlib
-
-    kid_module = importlib.import_module("domainadapt.divergence.kid")  # the attribute `kid` is the function
-
+@pytest.mark.parametrize("shape", [(60, 50, 5, 30, 20), (300, 257, 40, 12, 100)])
+def test_kid_routes_equal_the_one_subset_at_a_time_reference(shape):
+    """The quadratic-form and batched routes equal the previous implementation (the loop) on the same subsets."""
+    n1, n2, d, n_subsets, size = shape
     g = torch.Generator().manual_seed(3)
-    x, y = torch.randn(60, 5, generator=g), torch.randn(50, 5, generator=g) + 0.3
-    fast = kid_module.kid(x, y, n_subsets=30, subset_size=20, seed=1)
-    monkeypatch.setattr(kid_module, "_PRECOMPUTE_MAX_ENTRIES", 0)
-    slow = kid_module.kid(x, y, n_subsets=30, subset_size=20, seed=1)
-    assert fast.values == pytest.approx(slow.values, rel=1e-10, abs=1e-12)
+    x, y = torch.randn(n1, d, generator=g), torch.randn(n2, d, generator=g) * 1.1 + 0.3
+    ref = kid(x, y, n_subsets=n_subsets, subset_size=size, seed=1, route="loop")
+    for route in ("quadratic", "batched", "auto"):
+        res = kid(x, y, n_subsets=n_subsets, subset_size=size, seed=1, route=route, block_size=37)
+        assert max(abs(a - b) for a, b in zip(res.values, ref.values)) < 1e-12, route
+    fast32 = kid(x, y, n_subsets=n_subsets, subset_size=size, seed=1, dtype=torch.float32)
+    assert max(abs(a - b) for a, b in zip(fast32.values, ref.values)) < 1e-5 * max(abs(v) for v in ref.values) + 1e-7
+
+
+def test_kid_auto_route_follows_the_cost_model():
+    from domainadapt.divergence.kid import kid_route_cost
+
+    cost = kid_route_cost(5000, 5000, 2048, 100, 1000)
+    assert cost["quadratic"] < cost["batched"] / 5  # the benchmark's shape: one pass over the kernels wins
+    cost = kid_route_cost(50_000, 50_000, 2048, 100, 1000)
+    assert cost["batched"] < cost["quadratic"]  # large sets: 100 subsets touch a small part of the kernel
+    with pytest.raises(ValueError, match="unknown KID route"):
+        kid(torch.randn(10, 2), torch.randn(10, 2), 2, 5, route="fast")

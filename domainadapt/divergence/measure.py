@@ -78,7 +78,7 @@ def measure(
             r = mmd_test(x, y, kernel=mmd_kernel, estimator=mmd_estimator, n_permutations=n_permutations, seed=seed)
             out[key] = {
                 "value": r.statistic, "p_value": r.p_value, "n_permutations": r.n_permutations,
-                "estimator": r.estimator, "test": r.method,
+                "estimator": r.estimator, "test": r.method, "route": r.route,
                 "sigma": list(r.sigma) if r.sigma is not None else None, "n_x": n_x, "n_y": n_y,
             }
         elif key == "fd":
