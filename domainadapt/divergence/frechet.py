@@ -48,11 +48,7 @@ def _factor(sigma: Tensor) -> Tensor:
     """A factor F with FFᵀ = Σ: Cholesky when Σ is positive definite, else V_r √Λ_r from ``eigh`` over the
     eigenvalues above the noise floor (d × r; the null space is dropped, not rounded to √ε)."""
     L, info = torch.linalg.cholesky_ex(sigma)
-    if int(info) == 0:
-        return L
-    w, v = torch.linalg.eigh(sigma)
-    keep = w > _noise_floor(sigma)
-    return v[:, keep] * w[keep].sqrt()
+    return L if int(info) == 0 else _eigh_factor(sigma)
 
 
 def _nuclear_of_factors(sigma1: Tensor, sigma2: Tensor) -> Tensor:
@@ -110,6 +106,7 @@ def trace_sqrt_product(sigma1: Tensor, sigma2: Tensor, method: str = "auto") -> 
 
 
 def _eigh_factor(sigma: Tensor) -> Tensor:
+    """V_r √Λ_r over the eigenvalues above the noise floor (the null space dropped)."""
     w, v = torch.linalg.eigh(sigma)
     keep = w > _noise_floor(sigma)
     return v[:, keep] * w[keep].sqrt()
