@@ -10,7 +10,8 @@
 4. MMD permutation test, 1,000 permutations at n = 2,000 per set: ours (blockwise quadratic forms) vs
    recomputing MMD² (kernel included) per permutation (timed on a subset, extrapolated linearly, checked).
 5. Scale (``--scale``): the permutation test at n = 10k, 20k, 50k per set, d = 64, 200 permutations, each in
-   a fresh process: wall time, the process's peak resident memory (getrusage), the N²·(B+1)/2 multiply-adds
+   a fresh process: wall time, the peak resident memory during the test (VmHWM, reset just before it
+   through /proc/self/clear_refs; getrusage's whole-process peak where that is refused), the N²·(B+1)/2 multiply-adds
    the blockwise route must do and the rate it did them at, next to what the dense route would need.
 
     python benchmarks/divergence.py [--quick] [--scale] [--out results.json]
@@ -83,6 +84,15 @@ def _row(name: str, ours: dict[str, tuple[float, float]], peers: dict[str, tuple
     return out
 
 
+Peer = tuple[str, str, Callable[[], Callable[[], float]]]  # (label, module it needs, make -> the timed call)
+
+
+def _time_peers(peers: list[Peer]) -> dict[str, Any]:
+    """label -> (seconds, value) for each installed peer, 'not installed' for the others. ``make`` imports the
+    peer and returns the call to time, so a missing package is never imported."""
+    return {label: _timed(make()) if _have(module) else "not installed" for label, module, make in peers}
+
+
 def bench_frechet_stats(d: int) -> dict[str, Any]:
     x64, y64 = _features(2 * d, d, 0).double(), _features(2 * d, d, 1, shift=0.02).double()
     a, b = FeatureStats.from_features(x64), FeatureStats.from_features(y64)
@@ -90,41 +100,41 @@ def bench_frechet_stats(d: int) -> dict[str, Any]:
     n_mu1, n_s1, n_mu2, n_s2 = (t.numpy() for t in (mu1, s1, mu2, s2))
     frechet_distance(mu1, s1, mu2, s2)  # warm-up (library loading)
     ours = {"domainadapt": _timed(lambda: frechet_distance(mu1, s1, mu2, s2), repeats=3)}
-    peers: dict[str, Any] = {}
 
-    def sqrtm_formula() -> float:
+    def sqrtm_formula():
         import scipy.linalg
 
-        covmean = np.real(scipy.linalg.sqrtm(n_s1 @ n_s2))
-        diff = n_mu1 - n_mu2
-        return float(diff @ diff + np.trace(n_s1) + np.trace(n_s2) - 2 * np.trace(covmean))
+        def call() -> float:
+            covmean = np.real(scipy.linalg.sqrtm(n_s1 @ n_s2))
+            diff = n_mu1 - n_mu2
+            return float(diff @ diff + np.trace(n_s1) + np.trace(n_s2) - 2 * np.trace(covmean))
 
-    peers["scipy sqrtm formula"] = _timed(sqrtm_formula)
-    if _have("pytorch_fid"):
+        return call
+
+    def pytorch_fid():
         from pytorch_fid.fid_score import calculate_frechet_distance
 
-        peers["pytorch-fid 0.3"] = _timed(lambda: float(calculate_frechet_distance(n_mu1, n_s1, n_mu2, n_s2)))
-    else:
-        peers["pytorch-fid 0.3"] = "not installed"
-    if _have("cleanfid"):
+        return lambda: float(calculate_frechet_distance(n_mu1, n_s1, n_mu2, n_s2))
+
+    def clean_fid():
         from cleanfid.fid import frechet_distance as cleanfid_fd
 
-        peers["clean-fid"] = _timed(lambda: float(cleanfid_fd(n_mu1, n_s1, n_mu2, n_s2)))
-    else:
-        peers["clean-fid"] = "not installed"
-    if _have("torch_fidelity"):
+        return lambda: float(cleanfid_fd(n_mu1, n_s1, n_mu2, n_s2))
+
+    def torch_fidelity():
         from torch_fidelity.metric_fid import fid_statistics_to_metric
 
         st1, st2 = {"mu": n_mu1, "sigma": n_s1}, {"mu": n_mu2, "sigma": n_s2}
-        peers["torch-fidelity"] = _timed(lambda: float(fid_statistics_to_metric(st1, st2, False)["frechet_inception_distance"]))
-    else:
-        peers["torch-fidelity"] = "not installed"
-    if _have("torchmetrics"):
+        return lambda: float(fid_statistics_to_metric(st1, st2, False)["frechet_inception_distance"])
+
+    def torchmetrics():
         from torchmetrics.image.fid import _compute_fid
 
-        peers["torchmetrics"] = _timed(lambda: float(_compute_fid(mu1, s1, mu2, s2)))
-    else:
-        peers["torchmetrics"] = "not installed"
+        return lambda: float(_compute_fid(mu1, s1, mu2, s2))
+
+    peers = _time_peers([("scipy sqrtm formula", "scipy", sqrtm_formula), ("pytorch-fid 0.3", "pytorch_fid", pytorch_fid),
+                         ("clean-fid", "cleanfid", clean_fid), ("torch-fidelity", "torch_fidelity", torch_fidelity),
+                         ("torchmetrics", "torchmetrics", torchmetrics)])
     return _row(f"FD from statistics, d={d}", ours, peers)
 
 
@@ -133,26 +143,24 @@ def bench_frechet_features(n: int, d: int) -> dict[str, Any]:
     frechet_distance_from_features(x[:50], y[:50])
     ours = {"domainadapt": _timed(lambda: frechet_distance_from_features(x, y), repeats=2)}
     xn, yn = x.double().numpy(), y.double().numpy()
-    peers: dict[str, Any] = {}
-    if _have("pytorch_fid"):
+
+    def pytorch_fid():
         from pytorch_fid.fid_score import calculate_frechet_distance
 
-        def pytorch_fid() -> float:
-            return float(calculate_frechet_distance(xn.mean(0), np.cov(xn, rowvar=False), yn.mean(0), np.cov(yn, rowvar=False)))
+        return lambda: float(calculate_frechet_distance(xn.mean(0), np.cov(xn, rowvar=False), yn.mean(0),
+                                                        np.cov(yn, rowvar=False)))
 
-        peers["pytorch-fid 0.3"] = _timed(pytorch_fid)
-    else:
-        peers["pytorch-fid 0.3"] = "not installed"
-    if _have("torch_fidelity"):
+    def torch_fidelity():
         from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
 
-        def fidelity() -> float:
+        def call() -> float:
             st1, st2 = fid_features_to_statistics(x.double()), fid_features_to_statistics(y.double())
             return float(fid_statistics_to_metric(st1, st2, False)["frechet_inception_distance"])
 
-        peers["torch-fidelity"] = _timed(fidelity)
-    else:
-        peers["torch-fidelity"] = "not installed"
+        return call
+
+    peers = _time_peers([("pytorch-fid 0.3", "pytorch_fid", pytorch_fid),
+                         ("torch-fidelity", "torch_fidelity", torch_fidelity)])
     return _row(f"FD from features, n={n} < d={d}", ours, peers)
 
 
@@ -164,33 +172,32 @@ def bench_kid(n: int, d: int, n_subsets: int, size: int) -> dict[str, Any]:
         "domainadapt float32": _timed(lambda: kid(x, y, n_subsets, size, dtype=torch.float32).mean),
     }
     xn, yn = x.numpy(), y.numpy()
-    peers: dict[str, Any] = {}
-    if _have("cleanfid"):
+
+    def clean_fid():
         from cleanfid.fid import kernel_distance
 
         np.random.seed(0)
-        peers["clean-fid"] = _timed(lambda: float(kernel_distance(xn, yn, n_subsets, size)))
-    else:
-        peers["clean-fid"] = "not installed"
-    if _have("torch_fidelity"):
+        return lambda: float(kernel_distance(xn, yn, n_subsets, size))
+
+    def torch_fidelity():
         from torch_fidelity.metric_kid import kid_features_to_metric
 
         kw = {"kid_subsets": n_subsets, "kid_subset_size": size, "verbose": False, "rng_seed": 0}
-        peers["torch-fidelity"] = _timed(lambda: float(kid_features_to_metric(x, y, **kw)["kernel_inception_distance_mean"]))
-    else:
-        peers["torch-fidelity"] = "not installed"
-    if _have("torchmetrics"):
+        return lambda: float(kid_features_to_metric(x, y, **kw)["kernel_inception_distance_mean"])
+
+    def torchmetrics_loop():
         from torchmetrics.image.kid import poly_mmd
 
-        def torchmetrics_loop() -> float:
+        def call() -> float:
             g = torch.Generator().manual_seed(0)
             vals = [poly_mmd(x[torch.randperm(n, generator=g)[:size]], y[torch.randperm(n, generator=g)[:size]])
                     for _ in range(n_subsets)]
             return float(torch.stack(vals).mean())
 
-        peers["torchmetrics poly_mmd loop"] = _timed(torchmetrics_loop)
-    else:
-        peers["torchmetrics poly_mmd loop"] = "not installed"
+        return call
+
+    peers = _time_peers([("clean-fid", "cleanfid", clean_fid), ("torch-fidelity", "torch_fidelity", torch_fidelity),
+                         ("torchmetrics poly_mmd loop", "torchmetrics", torchmetrics_loop)])
     row = _row(f"KID n={n}/set d={d} {n_subsets}x{size}", ours, peers)
     row["note"] = "peers draw their own random subsets: values agree to the subset noise, not to rounding"
     return row

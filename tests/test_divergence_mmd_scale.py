@@ -46,7 +46,7 @@ def test_blockwise_permutations_in_groups_equal_one_pass(monkeypatch):
 
 
 _PEAK_SCRIPT = r"""
-import json, resource, sys, torch
+import json, sys, torch
 torch.set_num_threads(1)
 from domainadapt.divergence import mmd_test
 n, block, perms = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
@@ -54,22 +54,40 @@ g = torch.Generator().manual_seed(0)
 x, y = torch.randn(n, 8, generator=g, dtype=torch.float64), torch.randn(n, 8, generator=g, dtype=torch.float64)
 mmd_test(x[:64], y[:64], n_permutations=5, route="blockwise", block_size=16)   # load every code path
 mmd_test(x[:64], y[:64], n_permutations=5, route="dense")
-peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
-base = peak()
-blockwise = mmd_test(x, y, n_permutations=perms, route="blockwise", block_size=block)
-after_blockwise = peak()
-dense = mmd_test(x, y, n_permutations=perms, route="dense")
-after_dense = peak()
-print(json.dumps({"blockwise": after_blockwise - base, "dense": after_dense - after_blockwise,
-                  "same_p": blockwise.p_value == dense.p_value}))
+
+def status(field):
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith(field + ":"))
+
+def growth(route, **options):
+    with open("/proc/self/clear_refs", "w") as f:  # reset the high-water mark to the current RSS (Linux >= 4.0)
+        f.write("5")
+    before = status("VmRSS")
+    result = mmd_test(x, y, n_permutations=perms, route=route, **options)
+    return status("VmHWM") - before, result
+
+blockwise, b = growth("blockwise", block_size=block)
+dense, d = growth("dense")
+print(json.dumps({"blockwise": blockwise, "dense": dense, "same_p": b.p_value == d.p_value}))
 """
 
 
-@pytest.mark.slow  # failed once under -n 2 next to the other divergence tests (cause not yet found); passes alone
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="ru_maxrss is in KiB on Linux only")
+def _can_reset_peak() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or not _can_reset_peak(),
+                    reason="needs Linux's /proc/self/clear_refs to reset the resident high-water mark")
 def test_blockwise_peak_memory_is_bounded_where_dense_is_ten_times_larger():
-    """Peak resident memory of the process (getrusage; torch's CPU allocations are invisible to tracemalloc),
-    measured in a fresh interpreter: blockwise first, then dense, each as the growth of the high-water mark."""
+    """Growth of the resident high-water mark over each route (torch's CPU allocations are invisible to
+    tracemalloc), in a fresh interpreter, with the mark reset before each route, so neither route's figure depends
+    on the other's or on what the interpreter touched before (the previous getrusage version measured blockwise
+    against the warm-up's peak and failed once under -n 2)."""
     n, block, perms = 5000, 256, 49
     dense_matrix = (2 * n) ** 2 * 8  # 800 MB; the blockwise route needs its indicators (4 MB), a few
     # block-sized temporaries and the median heuristic's 2,048-row sample (~35 MB, independent of n)

@@ -96,10 +96,17 @@ def resolve_kernel(spec: KernelSpec) -> Kernel:
 
 
 def sq_distances(a: Tensor, b: Tensor, a_sq: Tensor | None = None, b_sq: Tensor | None = None) -> Tensor:
-    """‖a_i − b_j‖² via ‖a‖² + ‖b‖² − 2aᵀb, clamped at 0 (differentiable, unlike cdist at 0)."""
-    a_sq = (a * a).sum(1) if a_sq is None else a_sq
-    b_sq = (b * b).sum(1) if b_sq is None else b_sq
-    d2 = torch.addmm(a_sq[:, None] + b_sq[None, :], a, b.T, alpha=-2.0)  # one GEMM with the add fused
+    """‖a_i − b_j‖² via ‖a‖² + ‖b‖² − 2aᵀb, clamped at 0 (differentiable, unlike cdist at 0).
+
+    a: (n, d) and b: (m, d) give (n, m); stacks a: (k, n, d) and b: (k, m, d) give (k, n, m).
+    """
+    a_sq = (a * a).sum(-1) if a_sq is None else a_sq
+    b_sq = (b * b).sum(-1) if b_sq is None else b_sq
+    base = a_sq[..., :, None] + b_sq[..., None, :]
+    if a.dim() == 2:
+        d2 = torch.addmm(base, a, b.T, alpha=-2.0)  # one GEMM with the add fused
+    else:
+        d2 = torch.baddbmm(base, a, b.transpose(-1, -2), alpha=-2.0)
     return d2.clamp_min(0.0) if d2.requires_grad else d2.clamp_min_(0.0)
 
 
@@ -139,9 +146,9 @@ def gaussian_from_sq(d2: Tensor, sigma2s: Tensor) -> Tensor:
 
 
 def kernel_block(kernel: Kernel, a: Tensor, b: Tensor, sigma2s: Tensor | None) -> Tensor:
-    """Kernel matrix between the rows of a and b."""
+    """Kernel matrix between the rows of a and b (or a stack of them, for (k, n, d) and (k, m, d) stacks)."""
     if isinstance(kernel, LinearKernel):
-        return a @ b.T
+        return a @ b.transpose(-1, -2)
     assert sigma2s is not None
     return gaussian_from_sq(sq_distances(a, b), sigma2s)
 

@@ -30,6 +30,7 @@ from .kernels import (
     KernelSpec,
     LinearKernel,
     gaussian_from_sq,
+    kernel_block,
     kernel_matrix,
     pooled_block_fn,
     resolve_kernel,
@@ -205,13 +206,11 @@ ROUTES = ("auto", "dense", "blockwise")
 INDICATOR_MAX_BYTES = 2**29
 
 
-def _observed_and_permuted_indicators(m: int, N: int, n_permutations: int, seed: int, dtype, device) -> Iterator[Tensor]:
-    """N×S indicator columns: the observed split first, then the permutations in order (≤256 per yield)."""
-    obs = torch.zeros(N, 1, dtype=dtype, device=device)
-    obs[:m] = 1.0
-    yield obs
+def _observed_and_permuted_rows(m: int, N: int, n_permutations: int, seed: int) -> Iterator[Tensor]:
+    """x's row indices of each split (S×m): the observed split first, then the permutations in order."""
+    yield torch.arange(m)[None]
     for perm in permutation_chunks(N, n_permutations, seed):
-        yield indicator_columns(perm[:, :m], N, dtype, device)
+        yield perm[:, :m]
 
 
 def _permutation_statistics_dense(kern, z, sigma2s, m, n, n_permutations, seed, block_size, estimator):
@@ -219,7 +218,8 @@ def _permutation_statistics_dense(kern, z, sigma2s, m, n, n_permutations, seed, 
     row_sums, diag = K.sum(1), K.diagonal().clone()
     total, diag_total = row_sums.sum(), diag.sum()
     stats = []
-    for w in _observed_and_permuted_indicators(m, z.shape[0], n_permutations, seed, K.dtype, K.device):
+    for rows in _observed_and_permuted_rows(m, z.shape[0], n_permutations, seed):
+        w = indicator_columns(rows, z.shape[0], K.dtype, K.device)
         q = ((K @ w) * w).sum(0)
         stats.append(_split_statistics(q, row_sums @ w, diag @ w, m, n, diag_total, total, estimator))
     return torch.cat(stats), diag
@@ -229,7 +229,7 @@ def _permutation_statistics_blockwise(kern, z, sigma2s, m, n, n_permutations, se
     N, total_cols = z.shape[0], n_permutations + 1
     group = max(1, min(total_cols, INDICATOR_MAX_BYTES // (N * z.element_size())))  # columns per kernel pass
     block = pooled_block_fn(kern, z, sigma2s)
-    W = torch.empty(N, group, dtype=z.dtype, device=z.device)
+    W = torch.empty(group, N, dtype=z.dtype, device=z.device).T  # the one indicator buffer, filled in place
     stats, diag, filled = [], None, 0
 
     def flush(cols: int) -> None:
@@ -239,11 +239,11 @@ def _permutation_statistics_blockwise(kern, z, sigma2s, m, n, n_permutations, se
         row_sums, diag = forms.row_sums, forms.diag
         stats.append(_split_statistics(forms.q, row_sums @ w, diag @ w, m, n, diag.sum(), row_sums.sum(), estimator))
 
-    for chunk in _observed_and_permuted_indicators(m, N, n_permutations, seed, z.dtype, z.device):
+    for rows in _observed_and_permuted_rows(m, N, n_permutations, seed):
         start = 0
-        while start < chunk.shape[1]:
-            take = min(group - filled, chunk.shape[1] - start)
-            W[:, filled : filled + take] = chunk[:, start : start + take]
+        while start < rows.shape[0]:
+            take = min(group - filled, rows.shape[0] - start)
+            indicator_columns(rows[start : start + take], N, z.dtype, z.device, out=W[:, filled : filled + take])
             filled, start = filled + take, start + take
             if filled == group:
                 flush(filled)
@@ -280,15 +280,7 @@ def _btest_terms(x: Tensor, y: Tensor, kern: Kernel, sigma2s: Tensor | None, b: 
     """The unbiased MMD² of each of the ⌊min(m,n)/b⌋ disjoint blocks of b rows per set (B-test)."""
     k = min(x.shape[0], y.shape[0]) // b
     xb, yb = x[: k * b].reshape(k, b, -1), y[: k * b].reshape(k, b, -1)
-
-    def gram(a: Tensor, c: Tensor) -> Tensor:
-        if isinstance(kern, LinearKernel):
-            return a @ c.transpose(1, 2)
-        assert sigma2s is not None
-        d2 = ((a * a).sum(-1)[:, :, None] + (c * c).sum(-1)[:, None, :] - 2.0 * a @ c.transpose(1, 2)).clamp_min(0)
-        return gaussian_from_sq(d2, sigma2s)
-
-    kxx, kyy, kxy = gram(xb, xb), gram(yb, yb), gram(xb, yb)
+    kxx, kyy, kxy = (kernel_block(kern, a, c, sigma2s) for a, c in ((xb, xb), (yb, yb), (xb, yb)))
     off = lambda kk: kk.sum((1, 2)) - kk.diagonal(dim1=1, dim2=2).sum(1)  # noqa: E731
     return (off(kxx) + off(kyy)) / (b * (b - 1)) - 2.0 * kxy.sum((1, 2)) / (b * b)
 

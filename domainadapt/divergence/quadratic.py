@@ -76,8 +76,16 @@ def cross_quadratic_forms(
     return QuadraticForms(q)
 
 
-def indicator_columns(index_rows: Tensor, n: int, dtype: torch.dtype, device: torch.device | str) -> Tensor:
-    """The n×S 0/1 matrix whose column s marks the indices in ``index_rows[s]`` (S×k, distinct per row)."""
-    w = torch.zeros(index_rows.shape[0], n, dtype=dtype, device=device)
-    w.scatter_(1, index_rows.to(device), 1.0)
-    return w.T.contiguous()
+def indicator_columns(
+    index_rows: Tensor, n: int, dtype: torch.dtype, device: torch.device | str, out: Tensor | None = None
+) -> Tensor:
+    """The n×S 0/1 matrix whose column s marks the indices in ``index_rows[s]`` (S×k, distinct per row).
+
+    It is the transposed view of an S×n matrix filled row by row (a row scatter is 5× faster than a column
+    scatter, and GEMMs take the view as it is). ``out`` (n×S, e.g. ``buffer[a:b].T`` of an S_total×n
+    buffer) is filled in place: no intermediate, no transposed copy.
+    """
+    rows = torch.empty(index_rows.shape[0], n, dtype=dtype, device=device) if out is None else out.T
+    rows.zero_()
+    rows.scatter_(1, index_rows.to(rows.device), 1.0)
+    return rows.T
