@@ -75,6 +75,14 @@ def checkpoint_rows(run_dir: Path, validators: list[str]) -> list[dict]:
     return rows
 
 
+def selection_section(selection: pd.DataFrame, validators: list[str], title: str) -> str:
+    """A selection table in points, then every validator's mean distance to the oracle, best first."""
+    gap = selection[validators].sub(selection["oracle"], axis=0).mean().sort_values(ascending=False)
+    return (title + "\n\n" + (100 * selection.drop(columns="runs")).round(1).assign(runs=selection["runs"]).to_markdown()
+            + "\n\nMean distance to the oracle (points; 0 is the oracle itself):\n\n"
+            + (100 * gap).round(2).rename("vs oracle").to_frame().to_markdown() + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     scale = parser.add_mutually_exclusive_group()
@@ -120,14 +128,18 @@ def main(argv: list[str] | None = None) -> int:
     correlation = "\n".join(parts) + "\n"
     atomic_write_text(args.out / "correlation.md", correlation)
 
-    selection = selection_table(frame, args.validators, group=["pair", "method"])
-    gap = (selection[args.validators].sub(selection["oracle"], axis=0)).mean().sort_values(ascending=False)
-    selection_text = ("Target test accuracy (%) of the checkpoint chosen within each run, mean over the runs of "
-                      "the cell: by each validator, the last checkpoint, and the oracle (best by target test "
-                      "accuracy; it reads target labels, a bound).\n\n" + (100 * selection.drop(columns="runs")).round(1)
-                      .assign(runs=selection["runs"]).to_markdown()
-                      + "\n\nMean distance to the oracle (points; 0 is the oracle itself):\n\n"
-                      + (100 * gap).round(2).rename("vs oracle").to_frame().to_markdown() + "\n")
+    selection_text = selection_section(
+        selection_table(frame, args.validators, group=["pair", "method"]), args.validators,
+        "Target test accuracy (%) of the checkpoint chosen within each run, mean over the runs of the cell: by each "
+        "validator, the last checkpoint, and the oracle (best by target test accuracy; it reads target labels, a "
+        "bound).")
+    if frame["lr"].nunique() > 1:
+        selection_text += "\n" + selection_section(
+            selection_table(frame, args.validators, group=["pair", "method"], run="seed"), args.validators,
+            f"Checkpoint AND learning rate chosen together: per seed, among every checkpoint of the grid's "
+            f"{frame['lr'].nunique()} learning rates (the hyper-parameter selection `domainadapt select` does), mean "
+            f"over seeds; 'last' is the mean of the learning rates' last checkpoints (a learning rate picked at "
+            f"random), 'oracle' the best checkpoint of any of them.")
     atomic_write_text(args.out / "selection.md", selection_text)
     print(correlation + "\n" + selection_text)
     print(f"tables in {args.out}/correlation.md and selection.md; checkpoints in {args.out}/checkpoints.csv")

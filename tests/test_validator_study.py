@@ -73,19 +73,33 @@ def test_selection_table_picks_within_each_run():
     assert corr.loc["good", "weighted_spearman"] > 0.5 > corr.loc["bad", "weighted_spearman"]
 
 
+def test_selection_table_across_runs_chooses_the_hyper_parameter_too():
+    """With the seed as the unit, a validator chooses among both learning rates' checkpoints; "last" is the mean
+    of the two runs' last checkpoints (a hyper-parameter picked at random)."""
+    frame = pd.DataFrame({
+        "pair": "p", "method": "m", "seed": 0, "lr": [1e-3] * 3 + [3e-4] * 3, "step": [1, 2, 3] * 2,
+        "target_acc": [0.5, 0.9, 0.7, 0.6, 0.4, 0.8], "good": [1, 4, 2, 2, 1, 3], "bad": [3, 1, 2, 2, 2, 1]})
+    table = selection_table(frame, ["good", "bad"], group=["pair", "method"], run="seed")
+    row = table.loc[("p", "m")]
+    assert row["last"] == pytest.approx((0.7 + 0.8) / 2) and row["oracle"] == pytest.approx(0.9)
+    assert row["good"] == pytest.approx(0.9)  # lr 1e-3 at step 2, over lr 3e-4's best score (3, at step 3)
+    assert row["bad"] == pytest.approx(0.5) and row["runs"] == 1
+
+
 def test_validators_experiment_and_figure(tmp_path):
     env = {**os.environ, "DOMAINADAPT_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, str(REPO / "experiments" / "validators.py"), "--quick", "--pairs", "mnist:optdigits",
-           "--methods", "source_only", "--lrs", "0.001", "--seeds", "0", "--steps", "20", "--jobs", "1",
+           "--methods", "source_only", "--lrs", "0.001", "0.0003", "--seeds", "0", "--steps", "20", "--jobs", "1",
            "--device", "cpu", "--resamples", "20", "--validators", "entropy", "source_val", "snd",
            "--out", str(tmp_path / "out")]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     frame = pd.read_csv(tmp_path / "out" / "checkpoints.csv")
-    assert sorted(frame["step"]) == [2 * i for i in range(1, 11)]  # 10 evaluation points, the final one included
+    assert sorted(frame["step"]) == sorted(2 * [2 * i for i in range(1, 11)])  # 10 evaluations per run, the last included
     assert frame[["entropy", "source_val", "snd"]].notna().all().all()
     assert "weighted_spearman" in (tmp_path / "out" / "correlation.md").read_text()
-    assert "vs oracle" in (tmp_path / "out" / "selection.md").read_text()
+    selection = (tmp_path / "out" / "selection.md").read_text()
+    assert selection.count("vs oracle") == 2 and "Checkpoint AND learning rate chosen together" in selection
     fig = subprocess.run([sys.executable, str(REPO / "paper_figures" / "validators.py"), "--results",
                           str(tmp_path / "out" / "checkpoints.csv"), "--out", str(tmp_path / "figs")],
                          capture_output=True, text=True, timeout=300)

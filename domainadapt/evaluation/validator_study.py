@@ -9,7 +9,8 @@
 - `bootstrap_interval`: percentile interval of a statistic over checkpoints resampled with replacement (seeded).
 - `selection_table`: per group of runs (a method on a pair), the target accuracy of the checkpoint each validator
   selects within each run, next to the run's last checkpoint and its oracle (best by target test accuracy: a
-  bound that uses target labels, reported apart and never used for anything else), averaged over the runs.
+  bound that uses target labels, reported apart and never used for anything else), averaged over the runs; or,
+  with several runs per unit (the learning rates of one seed), the checkpoint and the hyper-parameter at once.
 """
 
 from __future__ import annotations
@@ -74,11 +75,16 @@ def selection_table(frame: pd.DataFrame, validators: Sequence[str], *, group: Se
                     step: str = "step", accuracy: str = "target_acc") -> pd.DataFrame:
     """Checkpoint selection, per `group` (e.g. pair and method), averaged over the group's runs: target accuracy
     of the checkpoint each validator scores highest within a run, of the run's last checkpoint, and of the oracle
-    (the run's highest target accuracy: it reads target labels, a bound reported apart)."""
+    (the run's highest target accuracy: it reads target labels, a bound reported apart).
+
+    `run` names the column whose values are the units a validator chooses within. A run id chooses a checkpoint;
+    a column shared by several runs (e.g. the seed, with the grid's learning rates as the runs) chooses a
+    checkpoint AND a hyper-parameter at once, as `domainadapt select` does across runs. With several runs in a
+    unit, "last" is the mean accuracy of their last checkpoints: what a hyper-parameter picked at random gives."""
     per_run = []
     for key, part in frame.groupby([*group, run], sort=True):
         row = dict(zip([*group, run], key))
-        row["last"] = float(part.loc[part[step].idxmax(), accuracy])
+        row["last"] = float(part.loc[part[step] == part[step].max(), accuracy].mean())
         row["oracle"] = float(part[accuracy].max())
         for name in validators:
             scored = part[np.isfinite(part[name].to_numpy(dtype=np.float64))]
