@@ -26,7 +26,6 @@ import argparse
 import importlib.util
 import json
 import platform
-import resource
 import subprocess
 import sys
 import time
@@ -45,6 +44,7 @@ from domainadapt.divergence import (
     mmd_test,
     permutation_chunks,
 )
+from domainadapt.peak_memory import peak_bytes, reset_peak, status_bytes
 
 
 def _timed(fn: Callable[[], Any], repeats: int = 1) -> tuple[float, Any]:
@@ -230,45 +230,19 @@ def bench_permutation(n: int, d: int, n_perm: int, n_baseline: int, seed: int = 
     return row
 
 
-def _peak_rss() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
-
-
-def _proc_status_bytes(field: str) -> int | None:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
-
-
-def _reset_peak() -> bool:
-    """Reset the kernel's resident high-water mark (Linux ≥ 4.0: write 5 to /proc/self/clear_refs), so the
-    peak measured next is the test's own, not the imports'."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
 def scale_worker(n: int, d: int, n_perm: int) -> dict[str, Any]:
     """One scale row, run in its own process so its peak memory is its own."""
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(n, d, generator=g), torch.randn(n, d, generator=g) + 0.01
     mmd_test(x[:100], y[:100], n_permutations=5)  # load every code path before the measurement
-    reset = _reset_peak()
-    before = _proc_status_bytes("VmRSS") or 0
+    reset = reset_peak()
+    before = status_bytes("VmRSS") or 0
     t, res = _timed(lambda: mmd_test(x, y, n_permutations=n_perm, seed=0))
-    peak = _proc_status_bytes("VmHWM") if reset else _peak_rss()
+    peak = peak_bytes()
     N = 2 * n
     work = N * N * (n_perm + 1) / 2
     return {"n_per_set": n, "d": d, "B": n_perm, "s": t, "p_value": res.p_value, "statistic": res.statistic,
-            "peak_rss_gib": (peak or 0) / 2**30, "rss_before_gib": before / 2**30,
+            "peak_rss_gib": peak / 2**30, "rss_before_gib": before / 2**30,
             "peak_is_the_tests_own": reset,
             "multiply_adds": work, "gmac_per_s": work / t / 1e9, "dense_matrix_gib": N * N * 8 / 2**30}
 

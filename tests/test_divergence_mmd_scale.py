@@ -13,6 +13,7 @@ import torch
 
 from domainadapt.divergence import GaussianKernel, mmd2, mmd_test
 from domainadapt.divergence import mmd as mmd_module
+from domainadapt.peak_memory import reset_peak
 
 F64 = torch.float64
 
@@ -49,22 +50,18 @@ _PEAK_SCRIPT = r"""
 import json, sys, torch
 torch.set_num_threads(1)
 from domainadapt.divergence import mmd_test
+from domainadapt.peak_memory import peak_bytes, reset_peak, status_bytes
 n, block, perms = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 g = torch.Generator().manual_seed(0)
 x, y = torch.randn(n, 8, generator=g, dtype=torch.float64), torch.randn(n, 8, generator=g, dtype=torch.float64)
 mmd_test(x[:64], y[:64], n_permutations=5, route="blockwise", block_size=16)   # load every code path
 mmd_test(x[:64], y[:64], n_permutations=5, route="dense")
 
-def status(field):
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) * 1024 for line in f if line.startswith(field + ":"))
-
 def growth(route, **options):
-    with open("/proc/self/clear_refs", "w") as f:  # reset the high-water mark to the current RSS (Linux >= 4.0)
-        f.write("5")
-    before = status("VmRSS")
+    assert reset_peak()  # the high-water mark restarts from the current resident size
+    before = status_bytes("VmRSS")
     result = mmd_test(x, y, n_permutations=perms, route=route, **options)
-    return status("VmHWM") - before, result
+    return peak_bytes() - before, result
 
 blockwise, b = growth("blockwise", block_size=block)
 dense, d = growth("dense")
@@ -72,16 +69,7 @@ print(json.dumps({"blockwise": blockwise, "dense": dense, "same_p": b.p_value ==
 """
 
 
-def _can_reset_peak() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux") or not _can_reset_peak(),
+@pytest.mark.skipif(not sys.platform.startswith("linux") or not reset_peak(),
                     reason="needs Linux's /proc/self/clear_refs to reset the resident high-water mark")
 def test_blockwise_peak_memory_is_bounded_where_dense_is_ten_times_larger():
     """Growth of the resident high-water mark over each route (torch's CPU allocations are invisible to
