@@ -179,3 +179,72 @@ def test_pretrain_base_builds_a_causal_base_and_refuses_bad_input(general_world,
     monkeypatch.setenv("DOMAINADAPT_WORDNET_DIR", str(general_world / "nowhere"))
     assert pretrain.main(_args(general_world / "other")) == 2
     assert "apt-get install wordnet-base" in capsys.readouterr().err
+
+
+def test_a_written_vocabulary_reads_back_the_tokenizer_it_came_from(tmp_path):
+    from domainadapt.text.base_model import BaseModelError, train_wordpiece, vocab_lines, wordpiece_from_vocab
+
+    trained = train_wordpiece(tiny_texts(300, seed=3, words=GENERAL_WORDS), 60)
+    (tmp_path / "v.txt").write_text(vocab_lines(trained), encoding="utf-8")
+    pinned = wordpiece_from_vocab(tmp_path / "v.txt")
+    assert pinned.get_vocab() == trained.get_vocab()
+    probes = ["The cat sat on the mat.", "Ünïcödé CATS ran, to 東京!", "zorkprotocol\tpackets\n", "", "[MASK] tree"]
+    assert pinned(probes)["input_ids"] == trained(probes)["input_ids"]
+    assert pinned("a river", "the stone")["input_ids"] == trained("a river", "the stone")["input_ids"]
+    assert pinned.mask_token_id == trained.mask_token_id and pinned.pad_token_id == trained.pad_token_id
+    (tmp_path / "bad.txt").write_text("[PAD]\n[UNK]\ncat\n", encoding="utf-8")
+    with pytest.raises(BaseModelError, match="bad.txt is not a WordPiece vocabulary"):
+        wordpiece_from_vocab(tmp_path / "bad.txt")
+    with pytest.raises(BaseModelError, match="cannot read the vocabulary"):
+        wordpiece_from_vocab(tmp_path / "missing.txt")
+
+
+def test_the_shipped_base_vocabulary_is_whole_and_is_the_default():
+    from domainadapt.text.base_model import SPECIAL_TOKENS, wordpiece_from_vocab
+
+    pretrain = _pretrain_base()
+    path = pretrain.pinned_vocab(8192)
+    assert path == REPO / "experiments" / "base_vocab" / "general-wordpiece-8192.txt"
+    tokenizer = wordpiece_from_vocab(path)
+    assert len(tokenizer) == 8192 and [tokenizer.convert_ids_to_tokens(i) for i in range(5)] == list(SPECIAL_TOKENS)
+    assert tokenizer.tokenize("The river ran under the green tree.") == ["the", "river", "ran", "under", "the",
+                                                                         "green", "tree", "."]
+    assert pretrain.pinned_vocab(80) is None
+
+
+def test_pretrain_base_reads_a_pinned_vocabulary_and_draws_another_base_per_seed(general_world, monkeypatch):
+    import json
+
+    from safetensors.torch import load_file
+    from transformers import AutoTokenizer
+
+    from domainadapt.text.base_model import train_wordpiece, vocab_lines
+
+    pretrain = _pretrain_base()
+    pinned_dir = general_world / "pinned"
+    pinned_dir.mkdir()
+    vocab = vocab_lines(train_wordpiece(pretrain.base_training_texts(), 80))
+    (pinned_dir / "general-wordpiece-80.txt").write_text(vocab, encoding="utf-8")
+    monkeypatch.setattr(pretrain, "PINNED_VOCABS", pinned_dir)
+    out = general_world / "out"
+    assert pretrain.main(_args(out, "--amp", "none")) == 0
+    assert pretrain.main(_args(out, "--amp", "none", "--seed", "1")) == 0
+    zero, one = (json.loads((out / f"{name}.json").read_text()) for name in ("masked-tiny", "masked-tiny-s1"))
+    assert zero["tokenizer"] == one["tokenizer"] == str(pinned_dir / "general-wordpiece-80.txt")
+    assert (zero["seed"], one["seed"], zero["amp"]) == (0, 1, "none")
+    assert (out / "tokenizer-v80" / "tokenizer.json").is_file()
+    assert vocab_lines(AutoTokenizer.from_pretrained(out / "masked-tiny-s1")) == vocab
+    a, b = (load_file(out / name / "model.safetensors") for name in ("init-masked-tiny", "init-masked-tiny-s1"))
+    assert not torch.equal(a["bert.encoder.layer.0.attention.self.query.weight"],
+                           b["bert.encoder.layer.0.attention.self.query.weight"])
+    assert zero["heldout_loss"] != one["heldout_loss"]
+    (pinned_dir / "general-wordpiece-80.txt").write_text("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\ncat\n", encoding="utf-8")
+    assert pretrain.main(_args(general_world / "other", "--amp", "none")) == 2  # 6 entries, not 80
+
+
+def test_pretrain_base_picks_bf16_only_where_the_device_computes_it():
+    pretrain = _pretrain_base()
+    assert pretrain.native_bf16("mps") is False
+    if not torch.cuda.is_available():
+        assert pretrain.native_bf16("cuda") is False
+    assert isinstance(pretrain.native_bf16("cpu"), bool)

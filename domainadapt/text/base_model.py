@@ -10,8 +10,9 @@ heads of 64 dimensions per 256, feed-forward 4 × hidden.
 The tokenizer is Hugging Face `tokenizers` (WordPiece, BERT's normaliser and pre-tokeniser), wrapped as a
 `BertTokenizerFast`; one tokenizer serves both kinds (the causal model reads [CLS] as its start token and [SEP] as
 its end). Its trainer is not deterministic: it breaks count ties in hash-map order, so two trainings on the same
-text can differ in a few entries (huggingface/tokenizers#1794, open) — train it once and keep the folder, as
-`experiments/pretrain_base.py` does.
+text can differ in a few entries (huggingface/tokenizers#1794, open). A trained vocabulary is pinned by writing its
+entries (`vocab_lines`) and reading them back (`wordpiece_from_vocab`); `experiments/pretrain_base.py` ships its
+default vocabulary that way.
 """
 
 from __future__ import annotations
@@ -45,16 +46,58 @@ class BaseModelError(ValueError):
 
 def train_wordpiece(texts: Iterable[str], vocab_size: int):
     """A lower-casing BERT WordPiece tokenizer ([CLS] text [SEP]) trained on `texts`, as a BertTokenizerFast."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
-    from transformers import BertTokenizerFast
+    from tokenizers import Tokenizer, models, trainers
 
     if vocab_size < len(SPECIAL_TOKENS) + 1:
         raise BaseModelError(f"vocab_size must exceed the {len(SPECIAL_TOKENS)} special tokens, not {vocab_size}")
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok = _bert_pipeline(Tokenizer(models.WordPiece(unk_token="[UNK]")))
+    tok.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS)))
+    return _as_bert_tokenizer(tok)
+
+
+def wordpiece_from_vocab(vocab_file: str | os.PathLike):
+    """The tokenizer `train_wordpiece` builds, read back from its vocabulary (one entry per line, the line number is
+    the id: `vocab_lines` writes it). This is how a trained vocabulary is pinned: the WordPiece trainer breaks count
+    ties in hash order, so retraining on the same text may not give the same entries (huggingface/tokenizers#1794)."""
+    from tokenizers import Tokenizer, models
+
+    path = Path(vocab_file)
+    try:
+        entries = path.read_text(encoding="utf-8").split("\n")
+    except OSError as err:
+        raise BaseModelError(f"cannot read the vocabulary {path}: {err.strerror or err}") from err
+    if entries and entries[-1] == "":
+        entries.pop()
+    if tuple(entries[: len(SPECIAL_TOKENS)]) != SPECIAL_TOKENS or len(set(entries)) != len(entries) or "" in entries:
+        raise BaseModelError(f"{path} is not a WordPiece vocabulary of this module: it must start with "
+                             f"{', '.join(SPECIAL_TOKENS)} and hold each entry once, one per line")
+    vocab = {entry: i for i, entry in enumerate(entries)}
+    return _as_bert_tokenizer(_bert_pipeline(Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))))
+
+
+def vocab_lines(tokenizer) -> str:
+    """`tokenizer`'s vocabulary as `wordpiece_from_vocab` reads it: entries in id order, one per line."""
+    by_id = sorted(tokenizer.get_vocab().items(), key=lambda item: item[1])
+    if [i for _, i in by_id] != list(range(len(by_id))):
+        raise BaseModelError("the tokenizer's ids are not 0..n-1 without gaps")
+    return "".join(entry + "\n" for entry, _ in by_id)
+
+
+def _bert_pipeline(tok):
+    """BERT's lower-casing normaliser, pre-tokeniser and WordPiece decoder on a `tokenizers.Tokenizer`."""
+    from tokenizers import decoders, normalizers, pre_tokenizers
+
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.decoder = decoders.WordPiece()
-    tok.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS)))
+    return tok
+
+
+def _as_bert_tokenizer(tok):
+    """[CLS] text [SEP] (pairs: [CLS] a [SEP] b [SEP]) around `tok`, wrapped as a BertTokenizerFast."""
+    from tokenizers import processors
+    from transformers import BertTokenizerFast
+
     cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
                                                        special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
