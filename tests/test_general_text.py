@@ -223,7 +223,8 @@ def test_pretrain_base_reads_a_pinned_vocabulary_and_draws_another_base_per_seed
     pretrain = _pretrain_base()
     pinned_dir = general_world / "pinned"
     pinned_dir.mkdir()
-    vocab = vocab_lines(train_wordpiece(pretrain.base_training_texts(), 80))
+    entries = vocab_lines(train_wordpiece(pretrain.base_training_texts(), 80)).splitlines()
+    vocab = "".join(e + "\n" for e in entries[:5] + entries[:4:-1])  # reordered: no trainer run gives these ids
     (pinned_dir / "general-wordpiece-80.txt").write_text(vocab, encoding="utf-8")
     monkeypatch.setattr(pretrain, "PINNED_VOCABS", pinned_dir)
     out = general_world / "out"
@@ -238,6 +239,10 @@ def test_pretrain_base_reads_a_pinned_vocabulary_and_draws_another_base_per_seed
     assert not torch.equal(a["bert.encoder.layer.0.attention.self.query.weight"],
                            b["bert.encoder.layer.0.attention.self.query.weight"])
     assert zero["heldout_loss"] != one["heldout_loss"]
+    assert pretrain.main(_args(out, "--amp", "none", "--seed", "2", "--train-tokenizer")) == 2  # would mix vocabularies
+    assert pretrain.main(_args(general_world / "trained", "--amp", "none", "--train-tokenizer")) == 0
+    trained = json.loads((general_world / "trained" / "masked-tiny.json").read_text())
+    assert trained["tokenizer"] == "trained on the base text"
     (pinned_dir / "general-wordpiece-80.txt").write_text("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\ncat\n", encoding="utf-8")
     assert pretrain.main(_args(general_world / "other", "--amp", "none")) == 2  # 6 entries, not 80
 
