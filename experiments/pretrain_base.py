@@ -47,6 +47,7 @@ from domainadapt.train import TrainConfig  # noqa: E402
 DEFAULT_OUT = REPO / "results" / "base"
 TRAIN_CORPUS = "general:base"  # base + held-out documents; the held-out ones are scored, never trained on
 TASKS = {"masked": "masked_lm", "causal": "causal_lm"}
+TRAINED = "trained on the base text"  # tokenizer_source of a vocabulary that no pinned file holds
 PINNED_VOCABS = REPO / "experiments" / "base_vocab"  # general-wordpiece-<entries>.txt, one entry per line
 
 
@@ -84,10 +85,14 @@ def pinned_vocab(vocab: int) -> Path | None:
 
 def tokenizer_folder(out: Path, vocab: int, texts: list[str] | None = None, pinned: Path | None = None) -> Path:
     """OUT/tokenizer-v<vocab>/, made the first time (written whole or not at all): read from the `pinned`
-    vocabulary when one is given, else trained on `texts` (default: the base text). An existing folder is kept."""
+    vocabulary when one is given, else trained on `texts` (default: the base text). An existing folder is kept,
+    except that one holding a pinned vocabulary is an error when training is asked for (the base would mix two)."""
     from domainadapt.text.base_model import train_wordpiece, wordpiece_from_vocab
 
     folder = out / f"tokenizer-v{vocab}"
+    if pinned is None and folder.is_dir() and (source := tokenizer_source(folder)) != TRAINED:
+        raise ValueError(f"--train-tokenizer, but {folder} holds the pinned vocabulary {source}: remove it, or "
+                         "choose another --out")
     if not folder.is_dir():
         if pinned is not None:
             tokenizer = wordpiece_from_vocab(pinned)
@@ -111,7 +116,7 @@ def tokenizer_source(folder: Path) -> str:
     for path in sorted(PINNED_VOCABS.glob("general-wordpiece-*.txt")):
         if path.read_text(encoding="utf-8") == lines:
             return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
-    return "trained on the base text"
+    return TRAINED
 
 
 def base_name(kind: str, size: str, seed: int) -> str:
@@ -198,11 +203,6 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     args.out.mkdir(parents=True, exist_ok=True)
     pinned = None if args.train_tokenizer else pinned_vocab(args.vocab)
-    existing = args.out / f"tokenizer-v{args.vocab}"
-    if args.train_tokenizer and existing.is_dir() and tokenizer_source(existing) != "trained on the base text":
-        print(f"error: --train-tokenizer, but {existing} holds the pinned vocabulary: remove it, or choose another "
-              "--out", file=sys.stderr)
-        return 2
     try:
         tokenizer_dir = tokenizer_folder(args.out, args.vocab, pinned=pinned)
     except ValueError as err:
