@@ -53,8 +53,9 @@ PRESETS = {  # pretraining steps, fine-tuning steps, block size = fine-tuning ma
 }
 HEAD_LR_MULT = 10.0  # fresh heads (MiniLM's masked-LM transform, the classifier) learn at 10× the encoder's lr
 # EWC's λ per kind of LM, measured on the quick preset with pretrain_base.py's bases (README, "What continued
-# pretraining does here"): the masked base at 1e4 kept 76-78% of DAPT's domain-loss reduction (two base seeds), at
-# 3e3 85% while removing 71% of the general-loss increase; the causal base at 1e4 kept 88% and removed 91%.
+# pretraining does here"): the masked base at 1e4 kept 76-78% of DAPT's domain-loss reduction (base seeds 0, 1), at
+# 3e3 85-87% while removing 71-78% of the general-loss increase (seeds 0, 1, 2); the causal base at 1e4 kept 88% and
+# removed 91%. λ was chosen from {3e3, 1e4} on these runs.
 EWC_LAMBDA = {"masked": 3e3, "causal": 1e4}
 CORPORA = {"DAPT": "dictd:foldoc+dictd:jargon", "TAPT": "task:foldoc"}  # ¬DAPT: --control
 
